@@ -1,0 +1,69 @@
+# MapScribe: every target works on a fresh Debian 12 machine and is idempotent.
+#   make setup    Debian packages + .venv (system site packages, pinned pip installs, pip install -e .)
+#   make test     the whole test suite: headless (offscreen Qt) and the real QGIS desktop under Xvfb
+#   make demo     caption the bundled sample raster with the default model
+#   make package  dist/mapscribe-<version>.zip for plugins.qgis.org / "Install from ZIP"
+#   make bench    benchmarks (not part of make test)
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.mapscribe-installed
+VERSION := $(shell sed -n 's/^version=//p' metadata.txt)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := qgis python3-qgis python3-rasterio python3-gdal python3-matplotlib \
+	python3-venv python3-pip xvfb xauth zip
+
+# Tests write into HOME (QGIS settings, pytest-qgis): give them a throw-away one.
+TEST_HOME := $(CURDIR)/.test-home
+TEST_ENV := HOME=$(TEST_HOME) QT_QPA_PLATFORM=offscreen PATH=$(CURDIR)/$(VENV)/bin:$$PATH \
+	MAPSCRIBE_ARTIFACTS=$(CURDIR)/test-artifacts
+
+.PHONY: setup test test-fast package demo bench default-model clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; \
+	fi
+	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	@touch $@
+
+test: setup
+	@rm -rf $(TEST_HOME) && mkdir -p $(TEST_HOME) test-artifacts
+	$(TEST_ENV) $(PY) -m pytest tests
+
+# The zip holds the runtime files only, under one folder mapscribe/ (what QGIS's "Install from
+# ZIP" and plugins.qgis.org expect). In a git checkout the file list comes from git (tracked and
+# new files, never ignored ones such as caches or build output); in an unpacked source archive,
+# from find. Byte-code is dropped either way. DIST_DIR and PACKAGE_ROOT may be absolute paths
+# (the packaging tests build into a temporary folder).
+PACKAGE_FILES := metadata.txt __init__.py LICENSE README.md model plugin resources
+DIST_DIR ?= dist
+PACKAGE_ROOT ?= build/package
+PACKAGE_ZIP := $(abspath $(DIST_DIR))/mapscribe-$(VERSION).zip
+
+package:
+	@test -n "$(VERSION)" || { echo "make package: no version= line in metadata.txt" >&2; exit 1; }
+	@for f in $(PACKAGE_FILES); do test -e $$f || { echo "make package: $$f is missing" >&2; exit 1; }; done
+	@command -v zip >/dev/null || { echo "make package: 'zip' is not installed (make setup installs it)" >&2; exit 1; }
+	@rm -rf $(PACKAGE_ROOT) $(PACKAGE_ZIP) && mkdir -p $(PACKAGE_ROOT)/mapscribe $(DIST_DIR)
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		git ls-files -z --cached --others --exclude-standard -- $(PACKAGE_FILES); \
+	else \
+		find $(PACKAGE_FILES) -type f -print0; \
+	fi \
+	| grep -zvE '(^|/)__pycache__/|\.py[co]$$' \
+	| while IFS= read -r -d '' f; do if [ -f "$$f" ]; then printf '%s\0' "$$f"; fi; done \
+	| xargs -0 --no-run-if-empty cp --parents -t $(PACKAGE_ROOT)/mapscribe
+	@# Sorted entries without extra attributes: the same tree gives the same file order.
+	@cd $(PACKAGE_ROOT) && find mapscribe | LC_ALL=C sort | zip -qX -@ $(PACKAGE_ZIP)
+	@echo "$(patsubst $(CURDIR)/%,%,$(PACKAGE_ZIP))"
+
+clean:
+	rm -rf build dist $(TEST_HOME) test-artifacts .pytest_cache

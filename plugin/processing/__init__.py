@@ -1,0 +1,1 @@
+"""The MapScribe Processing provider and its algorithms."""

@@ -1,0 +1,48 @@
+"""Fixtures shared by every test: where the real data is, and where artifacts go."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_DATA = REPO / "tests" / "data"
+
+
+def _shared_data() -> Path:
+    configured = os.environ.get("MAPSCRIBE_SHARED_DATA")
+    return Path(configured) if configured else REPO.parent / "shared" / "data"
+
+
+SHARED_DATA = _shared_data()
+
+
+def require_shared(*parts: str) -> Path:
+    """The path under ../shared/data, or skip the test saying what is missing and why."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: these tests read real RSICD/UCM data from ../shared/data "
+                    "(set MAPSCRIBE_SHARED_DATA to its location)")
+    return path
+
+
+@pytest.fixture
+def ucm_folder() -> Path:
+    """The complete UCM-captions dataset (RSICD layout)."""
+    return require_shared("ucm-captions")
+
+
+@pytest.fixture
+def rsicd_folder() -> Path:
+    """The RSICD subset (complete test split, a sample of train and val)."""
+    return require_shared("rsicd-subset")
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where tests leave screenshots and logs for people to look at (never committed)."""
+    path = Path(os.environ.get("MAPSCRIBE_ARTIFACTS", REPO / "test-artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
