@@ -1,0 +1,61 @@
+"""`mapscribe data check`, run as people run it: the installed console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import TEST_DATA
+
+MAPSCRIBE = str(Path(sys.executable).with_name("mapscribe"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([MAPSCRIBE, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_the_commands():
+    result = run("--help")
+    assert result.returncode == 0 and "data" in result.stdout
+    result = run("data", "check", "--help")
+    assert result.returncode == 0 and "--min-word-count" in result.stdout
+
+
+def test_data_check_summarises_the_real_rsicd_subset(rsicd_folder):
+    result = run("data", "check", str(rsicd_folder), "--min-word-count", "5")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.split() == ["train", "909", "4545"] for line in lines)
+    assert any(line.split() == ["test", "1094", "5469"] for line in lines)
+    assert "words seen at least 5 times in train" in result.stdout
+    assert "Caption length in words: min 1" in result.stdout
+    assert "images[434] 'bridge_59.jpg': caption 2 has no words" in result.stdout
+
+
+def test_data_check_json_and_problems(tmp_path):
+    folder = tmp_path / "data"
+    shutil.copytree(TEST_DATA / "ucm-sample", folder)
+    (folder / "images" / "105.jpg").unlink()
+    result = run("data", "check", str(folder), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["usable"] and report["splits"]["train"] == [5, 25]
+    assert report["problem_counts"] == {"missing_image": 1}
+    strict = run("data", "check", str(folder), "--strict")
+    assert strict.returncode == 1
+    assert "missing_image" in strict.stderr and "105.jpg" in strict.stderr
+
+
+def test_data_check_fails_on_unusable_folders(tmp_path):
+    result = run("data", "check", str(tmp_path))
+    assert result.returncode == 1
+    assert "missing images/ and annotations.json" in result.stderr
+    assert "Traceback" not in result.stderr
+    (tmp_path / "images").mkdir()
+    (tmp_path / "annotations.json").write_text("[1, 2")
+    result = run("data", "check", str(tmp_path))
+    assert result.returncode == 1 and "malformed JSON at line 1" in result.stderr
+    assert run("data", "check").returncode == 2  # usage error
