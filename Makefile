@@ -66,4 +66,4 @@ package:
 	@echo "$(patsubst $(CURDIR)/%,%,$(PACKAGE_ZIP))"
 
 clean:
-	rm -rf build dist $(TEST_HOME) test-artifacts .pytest_cache
+	rm -rf build dist $(TEST_HOME) test-artifacts .pytest_cache .qgis-settings
