@@ -1,0 +1,637 @@
+"""Tiling: an area of a raster → a grid of tile windows aligned to the raster's pixels.
+
+Pure geometry: nothing here reads a pixel. The steps are
+
+1. the area (a bounding box with its CRS, the whole raster, or polygons in any CRS) is
+   reprojected to the raster's CRS with a densified transform, so that edges that curve in the
+   raster's CRS still fall inside the result;
+2. it is clipped to the raster;
+3. it is covered by tiles of whole pixels, starting on the first pixel the area touches, with
+   ``step = size - overlap``, until the area is covered without a gap. Tiles that stick out of the
+   raster are flagged ``is_edge`` (the reader reads them boundless, filled with nodata). With a
+   polygon area, tiles that miss every polygon are left out.
+
+The tile size is in whole raster pixels on each axis; the reader resamples each window to the
+model's input size. :class:`TileGrid` carries a ``grid_signature`` so a resumed run can check it
+is continuing the same grid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import CRSError, RasterioIOError
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+from rasterio.windows import bounds as window_bounds
+
+log = logging.getLogger(__name__)
+
+# Below this many pixels a side a tile is mostly resampling artefacts, and such a size is almost
+# always a unit mistake (metres given where pixels were meant, or the reverse).
+MIN_TILE_PIXELS = 4
+# Points added along each edge of a bounding box before reprojecting it (rasterio's default).
+DENSIFY_POINTS = 21
+# Polygon edges are cut into pieces no longer than 1/64 of the polygon's envelope before
+# reprojection, for the same reason.
+POLYGON_SEGMENTS = 64
+# Pixel coordinates closer than this to a whole pixel are taken as on it, so that an area whose
+# edge is exactly on a pixel edge does not pull in one more row or column through float error.
+PIXEL_EPSILON = 1e-6
+# Metres per degree, for turning a ground-resolution hint into degrees on a geographic raster.
+# Latitude: mean length of a degree; longitude: the same on the equator, times cos(latitude).
+METRES_PER_DEGREE_LAT = 110_574.0
+METRES_PER_DEGREE_LON_EQUATOR = 111_320.0
+
+TILE_SIZE_UNITS = ("map", "pixels")
+OVERLAP_UNITS = ("percent", "pixels")
+
+
+class TilingError(ValueError):
+    """The raster, the area or the tile parameters cannot give a tile grid; the message says why
+    and what to do."""
+
+
+# --------------------------------------------------------------------------------------------
+# The raster, as far as tiling and reading need it
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RasterInfo:
+    """What tiling and reading need to know about a raster, read once from its header."""
+
+    path: str
+    crs: Optional[str]  # "EPSG:32618" when an EPSG code is known, else WKT; None: no CRS
+    crs_wkt: Optional[str]
+    transform: Affine  # pixel (col, row) → map (x, y) of the pixel's top-left corner
+    width: int
+    height: int
+    count: int
+    dtypes: Tuple[str, ...]  # one per band, e.g. ("uint8", "uint8", "uint8")
+    nodata: Optional[float]
+    colorinterp: Tuple[str, ...]  # one per band, e.g. ("red", "green", "blue", "alpha")
+    overview_factors: Tuple[int, ...]  # of band 1, e.g. (2, 4, 8); empty when none
+    mask_flags: Tuple[Tuple[str, ...], ...]  # per band, e.g. (("nodata",), ...)
+    block_shapes: Tuple[Tuple[int, int], ...]  # per band, (rows, cols)
+
+    @classmethod
+    def from_path(cls, path: Union[str, Path]) -> "RasterInfo":
+        """Read the header of the raster at ``path`` (no pixels)."""
+        try:
+            with rasterio.open(path) as dataset:
+                return cls.from_dataset(dataset)
+        except RasterioIOError as exc:
+            raise TilingError(f"cannot open raster {path}: {exc}. Check the path and that it is "
+                              "a raster GDAL can read (GeoTIFF, VRT, JPEG2000, ...).") from exc
+
+    @classmethod
+    def from_dataset(cls, dataset: Any) -> "RasterInfo":
+        """Read the header of an open rasterio dataset."""
+        crs = dataset.crs
+        has_crs = crs is not None and bool(crs.to_wkt())
+        return cls(
+            path=str(dataset.name),
+            crs=crs.to_string() if has_crs else None,
+            crs_wkt=crs.to_wkt() if has_crs else None,
+            transform=dataset.transform,
+            width=dataset.width,
+            height=dataset.height,
+            count=dataset.count,
+            dtypes=tuple(dataset.dtypes),
+            nodata=dataset.nodata,
+            colorinterp=tuple(ci.name for ci in dataset.colorinterp),
+            overview_factors=tuple(dataset.overviews(1)) if dataset.count else (),
+            mask_flags=tuple(tuple(flag.name for flag in flags)
+                             for flags in dataset.mask_flag_enums),
+            block_shapes=tuple(tuple(shape) for shape in dataset.block_shapes),
+        )
+
+    @property
+    def has_overviews(self) -> bool:
+        return bool(self.overview_factors)
+
+    @property
+    def has_alpha(self) -> bool:
+        return "alpha" in self.colorinterp
+
+    @property
+    def has_internal_mask(self) -> bool:
+        """A per-dataset mask band that is not an alpha band (e.g. a GeoTIFF internal mask)."""
+        return any("per_dataset" in flags and "alpha" not in flags for flags in self.mask_flags)
+
+    @property
+    def bounds(self) -> Tuple[float, float, float, float]:
+        """(left, bottom, right, top) in the raster's CRS."""
+        return window_bounds(Window(0, 0, self.width, self.height), self.transform)
+
+    @property
+    def resolution(self) -> Tuple[float, float]:
+        """Pixel size (x, y) in map units, both positive."""
+        return abs(self.transform.a), abs(self.transform.e)
+
+
+# --------------------------------------------------------------------------------------------
+# Areas of interest
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WholeRaster:
+    """Tile the whole raster."""
+
+
+@dataclass(frozen=True)
+class BoundingBox:
+    """A rectangle in ``crs`` (any CRS string rasterio understands: "EPSG:4326", WKT, PROJ)."""
+
+    minx: float
+    miny: float
+    maxx: float
+    maxy: float
+    crs: str
+
+
+@dataclass(frozen=True)
+class PolygonArea:
+    """Polygons in ``crs``; tiles that miss every polygon are left out.
+
+    Each geometry is a GeoJSON-like mapping (a geometry, a Feature or a FeatureCollection) or a
+    WKT string. Coordinates are x, y (longitude, latitude for geographic CRSs), as in GeoJSON.
+    ``source`` names where they came from, for error messages.
+    """
+
+    geometries: Tuple[Union[str, Mapping[str, Any]], ...]
+    crs: str
+    source: str = "polygon area"
+
+    @classmethod
+    def from_file(cls, path: Union[str, Path], layer: Union[str, int, None] = None
+                  ) -> "PolygonArea":
+        """Read the polygons of a vector file (GeoPackage, Shapefile, GeoJSON, ...) with OGR.
+
+        ``layer`` is a layer name or index; the first layer when None.
+        """
+        from osgeo import ogr, osr
+
+        with _gdal_errors_captured() as last_error:
+            source = ogr.Open(str(path))
+            if source is None:
+                raise TilingError(f"cannot open polygons file {path}: {last_error() or 'unknown'}"
+                                  ". Give a vector file OGR can read (GeoPackage, Shapefile, "
+                                  "GeoJSON, ...).")
+            chosen = source.GetLayer(0 if layer is None else layer)
+            if chosen is None:
+                names = [source.GetLayer(i).GetName() for i in range(source.GetLayerCount())]
+                raise TilingError(f"polygons file {path} has no layer {layer!r}; its layers: "
+                                  f"{names}")
+            srs = chosen.GetSpatialRef()
+            if srs is None:
+                raise TilingError(f"layer {chosen.GetName()!r} of {path} has no CRS: assign one "
+                                  "(e.g. in QGIS, or ogr2ogr -a_srs EPSG:...) and try again.")
+            # OGR would otherwise swap to latitude, longitude for EPSG:4326 and friends.
+            srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+            wkts = []
+            for feature in chosen:
+                geometry = feature.GetGeometryRef()
+                if geometry is None or geometry.IsEmpty():
+                    continue
+                if geometry.GetDimension() != 2:
+                    raise TilingError(f"feature {feature.GetFID()} of {path} is a "
+                                      f"{geometry.GetGeometryName()}, not a polygon: a polygon "
+                                      "area needs polygons.")
+                wkts.append(geometry.ExportToWkt())
+            if not wkts:
+                raise TilingError(f"polygons file {path} (layer {chosen.GetName()!r}) has no "
+                                  "polygon.")
+            return cls(geometries=tuple(wkts), crs=srs.ExportToWkt(), source=str(path))
+
+
+AreaOfInterest = Union[WholeRaster, BoundingBox, PolygonArea]
+
+
+# --------------------------------------------------------------------------------------------
+# Grid parameters and the grid
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TileGridParams:
+    """How big tiles are and how much they overlap.
+
+    ``tile_size`` is in the raster's map units (``tile_size_unit="map"``) or in raster pixels
+    (``"pixels"``); None uses the default: ``model_input_size × ground_resolution_hint`` metres
+    when the model gives a hint, else ``model_input_size`` raster pixels (the model then sees the
+    raster at its own resolution). ``overlap`` is a percentage of the tile size or whole pixels.
+    """
+
+    model_input_size: int = 224
+    ground_resolution_hint: Optional[float] = None  # metres per pixel the model was trained at
+    tile_size: Optional[float] = None
+    tile_size_unit: str = "map"
+    overlap: float = 0.0
+    overlap_unit: str = "percent"
+
+    def __post_init__(self) -> None:
+        if self.tile_size_unit not in TILE_SIZE_UNITS:
+            raise TilingError(f"tile_size_unit {self.tile_size_unit!r} is not one of "
+                              f"{TILE_SIZE_UNITS}.")
+        if self.overlap_unit not in OVERLAP_UNITS:
+            raise TilingError(f"overlap_unit {self.overlap_unit!r} is not one of "
+                              f"{OVERLAP_UNITS}.")
+        if self.model_input_size <= 0:
+            raise TilingError(f"model_input_size must be positive, got {self.model_input_size}.")
+        if self.ground_resolution_hint is not None and not self.ground_resolution_hint > 0:
+            raise TilingError("ground_resolution_hint must be a positive number of metres per "
+                              f"pixel, got {self.ground_resolution_hint}.")
+        if self.tile_size is not None and not self.tile_size > 0:
+            raise TilingError(f"tile size must be positive, got {self.tile_size} "
+                              f"({self.tile_size_unit}).")
+        if not self.overlap >= 0:
+            raise TilingError(f"overlap must be zero or positive, got {self.overlap} "
+                              f"({self.overlap_unit}).")
+        if self.overlap_unit == "percent" and self.overlap >= 100:
+            raise TilingError(f"overlap {self.overlap}% must be below 100% of the tile size.")
+        if self.overlap_unit == "pixels" and self.overlap != int(self.overlap):
+            raise TilingError(f"overlap in pixels must be a whole number, got {self.overlap}.")
+
+
+@dataclass(frozen=True)
+class TileWindow:
+    """One tile: its place in the grid, its pixel window and its bounds in the raster's CRS."""
+
+    row: int
+    col: int
+    tile_id: int  # row * grid.cols + col: stable whichever tiles a polygon area leaves out
+    window: Window  # in raster pixels; may extend past the raster when is_edge
+    bounds: Tuple[float, float, float, float]  # (left, bottom, right, top), raster CRS
+    is_edge: bool  # the window sticks out of the raster: read boundless, filled with nodata
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """The tiles that cover an area of a raster, row by row, west to east."""
+
+    tiles: List[TileWindow]
+    rows: int
+    cols: int
+    crs: str  # the raster's CRS ("EPSG:…" or WKT), the CRS of every bounds here
+    crs_wkt: str
+    transform: Affine  # the raster's
+    raster_width: int
+    raster_height: int
+    origin: Tuple[int, int]  # (col_off, row_off) of tile (0, 0), in raster pixels
+    tile_size: Tuple[int, int]  # (width, height) in raster pixels
+    step: Tuple[int, int]  # (x, y) in raster pixels; overlap = tile_size - step
+    tile_size_map: Tuple[float, float]  # (width, height) in map units
+    area_bounds: Tuple[float, float, float, float]  # the clipped area, raster CRS
+    skipped: int  # tiles of the rows × cols grid left out because they miss every polygon
+    grid_signature: str = field(default="")
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def __iter__(self) -> Iterator[TileWindow]:
+        return iter(self.tiles)
+
+    @property
+    def overlap(self) -> Tuple[int, int]:
+        """(x, y) overlap between neighbouring tiles, in raster pixels."""
+        return self.tile_size[0] - self.step[0], self.tile_size[1] - self.step[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Planning
+# --------------------------------------------------------------------------------------------
+def plan_tiles(raster: RasterInfo, area: AreaOfInterest, params: TileGridParams) -> TileGrid:
+    """Cover ``area`` of ``raster`` with tiles aligned to its pixel grid (see the module doc)."""
+    _check_georeferencing(raster)
+    tile_w, tile_h = _tile_size_pixels(raster, params)
+    overlap_x, overlap_y = _overlap_pixels(params, tile_w, tile_h, raster.path)
+    step_x, step_y = tile_w - overlap_x, tile_h - overlap_y
+
+    polygons = None
+    if isinstance(area, WholeRaster):
+        area_bounds = raster.bounds
+    elif isinstance(area, BoundingBox):
+        area_bounds = _bbox_in_raster_crs(area, raster)
+    elif isinstance(area, PolygonArea):
+        polygons = _polygons_in_raster_crs(area, raster)
+        minx, maxx, miny, maxy = polygons.GetEnvelope()
+        area_bounds = (minx, miny, maxx, maxy)
+    else:
+        raise TilingError(f"unknown area of interest {area!r}: use WholeRaster, BoundingBox or "
+                          "PolygonArea.")
+    clipped = _clip_to_raster(area_bounds, raster, area)
+
+    col_start, row_start, col_end, row_end = _pixel_span(clipped, raster)
+    cols = _tiles_needed(col_end - col_start, tile_w, step_x)
+    rows = _tiles_needed(row_end - row_start, tile_h, step_y)
+
+    tiles: List[TileWindow] = []
+    skipped = 0
+    for row in range(rows):
+        row_off = row_start + row * step_y
+        for col in range(cols):
+            col_off = col_start + col * step_x
+            window = Window(col_off, row_off, tile_w, tile_h)
+            bounds = window_bounds(window, raster.transform)
+            if polygons is not None and not _touches_inside(bounds, polygons):
+                skipped += 1
+                continue
+            tiles.append(TileWindow(
+                row=row, col=col, tile_id=row * cols + col, window=window, bounds=bounds,
+                is_edge=col_off + tile_w > raster.width or row_off + tile_h > raster.height))
+    if not tiles:
+        raise TilingError(f"no tile of {raster.path} meets the polygons of {_area_name(area)}: "
+                          "check that the polygons lie over the raster.")
+
+    xres, yres = raster.resolution
+    grid = TileGrid(
+        tiles=tiles, rows=rows, cols=cols, crs=raster.crs, crs_wkt=raster.crs_wkt,
+        transform=raster.transform, raster_width=raster.width, raster_height=raster.height,
+        origin=(col_start, row_start), tile_size=(tile_w, tile_h), step=(step_x, step_y),
+        tile_size_map=(tile_w * xres, tile_h * yres), area_bounds=clipped, skipped=skipped)
+    grid = _with_signature(grid)
+    log.info("%s: %d tiles (%d rows × %d cols, %d skipped outside the polygons), tile %dx%d px "
+             "(%.6g × %.6g map units), step %dx%d px", raster.path, len(tiles), rows, cols,
+             skipped, tile_w, tile_h, grid.tile_size_map[0], grid.tile_size_map[1], step_x,
+             step_y)
+    return grid
+
+
+def grid_signature(grid: TileGrid) -> str:
+    """A stable hash of everything that places the tiles: the same grid gives the same string.
+
+    The raster's path is left out on purpose, so a moved raster still resumes.
+    """
+    description = {
+        "crs": grid.crs,
+        "transform": list(grid.transform)[:6],
+        "raster_size": [grid.raster_width, grid.raster_height],
+        "origin": list(grid.origin),
+        "tile_size": list(grid.tile_size),
+        "step": list(grid.step),
+        "rows": grid.rows,
+        "cols": grid.cols,
+        "tile_ids": hashlib.sha256(",".join(str(t.tile_id) for t in grid.tiles)
+                                   .encode("ascii")).hexdigest(),
+    }
+    text = json.dumps(description, sort_keys=True, separators=(",", ":"))
+    return "grid-v1:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _with_signature(grid: TileGrid) -> TileGrid:
+    return replace(grid, grid_signature=grid_signature(grid))
+
+
+def _check_georeferencing(raster: RasterInfo) -> None:
+    if raster.crs is None:
+        raise TilingError(f"raster {raster.path} has no CRS, so its tiles cannot be placed on a "
+                          "map: assign its CRS (e.g. gdal_edit.py -a_srs EPSG:32633 FILE, or "
+                          "Layer Properties in QGIS) and try again.")
+    t = raster.transform
+    if t.b != 0 or t.d != 0:
+        raise TilingError(f"raster {raster.path} has a rotated or sheared geotransform "
+                          f"{tuple(t)[:6]}: tiles aligned to its pixels would not be north-up "
+                          "rectangles. Warp it to a north-up grid first (e.g. gdalwarp FILE "
+                          "out.tif).")
+    if t.a == 0 or t.e == 0:
+        raise TilingError(f"raster {raster.path} has a zero pixel size in its geotransform "
+                          f"{tuple(t)[:6]}: fix its georeferencing.")
+
+
+def _parse_crs(value: str, what: str) -> CRS:
+    try:
+        return CRS.from_user_input(value)
+    except (CRSError, ValueError, TypeError) as exc:
+        raise TilingError(f"unknown CRS {value!r} for {what}: give an EPSG code such as "
+                          "'EPSG:4326', a WKT or a PROJ string.") from exc
+
+
+def _area_name(area: AreaOfInterest) -> str:
+    if isinstance(area, BoundingBox):
+        return f"bounding box ({area.minx}, {area.miny}, {area.maxx}, {area.maxy}) in {area.crs}"
+    if isinstance(area, PolygonArea):
+        return area.source
+    return "the whole raster"
+
+
+def _metres_per_map_unit(raster: RasterInfo) -> Tuple[float, float]:
+    """Metres per map unit along x and y, for turning a ground size in metres into pixels."""
+    crs = CRS.from_wkt(raster.crs_wkt)
+    if crs.is_geographic:
+        left, bottom, right, top = raster.bounds
+        latitude = math.radians((bottom + top) / 2)
+        return METRES_PER_DEGREE_LON_EQUATOR * math.cos(latitude), METRES_PER_DEGREE_LAT
+    try:
+        _, factor = crs.linear_units_factor
+    except CRSError:
+        log.warning("%s: the CRS's linear unit is unknown; taking it as metres", raster.path)
+        factor = 1.0
+    return factor, factor
+
+
+def _tile_size_pixels(raster: RasterInfo, params: TileGridParams) -> Tuple[int, int]:
+    xres, yres = raster.resolution
+    if params.tile_size is None:
+        if params.ground_resolution_hint is None:
+            how = f"model input size {params.model_input_size} px at the raster's resolution"
+            width = height = float(params.model_input_size)
+        else:
+            ground = params.model_input_size * params.ground_resolution_hint
+            per_x, per_y = _metres_per_map_unit(raster)
+            how = (f"model input size {params.model_input_size} px × ground resolution "
+                   f"{params.ground_resolution_hint} m = {ground:g} m")
+            width, height = ground / (xres * per_x), ground / (yres * per_y)
+    elif params.tile_size_unit == "map":
+        how = f"tile size {params.tile_size} map units"
+        width, height = params.tile_size / xres, params.tile_size / yres
+    else:
+        how = f"tile size {params.tile_size} pixels"
+        width = height = float(params.tile_size)
+    tile_w, tile_h = int(round(width)), int(round(height))
+    if min(tile_w, tile_h) < MIN_TILE_PIXELS:
+        raise TilingError(f"{how} gives tiles of {width:.3g} × {height:.3g} pixels of "
+                          f"{raster.path} (pixel size {xres:g} × {yres:g} map units); tiles need "
+                          f"at least {MIN_TILE_PIXELS} pixels a side. Give a larger tile size "
+                          "(check its unit: map units or pixels).")
+    return tile_w, tile_h
+
+
+def _overlap_pixels(params: TileGridParams, tile_w: int, tile_h: int, path: str
+                    ) -> Tuple[int, int]:
+    if params.overlap_unit == "percent":
+        overlap_x = int(round(tile_w * params.overlap / 100))
+        overlap_y = int(round(tile_h * params.overlap / 100))
+    else:
+        overlap_x = overlap_y = int(params.overlap)
+    if overlap_x >= tile_w or overlap_y >= tile_h:
+        raise TilingError(f"overlap {params.overlap} {params.overlap_unit} is {overlap_x} × "
+                          f"{overlap_y} pixels, not less than the tile size {tile_w} × {tile_h} "
+                          f"pixels of {path}: give a smaller overlap.")
+    return overlap_x, overlap_y
+
+
+def _bbox_in_raster_crs(area: BoundingBox, raster: RasterInfo) -> Tuple[float, float, float, float]:
+    if not (area.minx < area.maxx and area.miny < area.maxy):
+        raise TilingError(f"bounding box ({area.minx}, {area.miny}, {area.maxx}, {area.maxy}) is "
+                          "empty or inverted: give MINX MINY MAXX MAXY with MINX < MAXX and "
+                          "MINY < MAXY.")
+    source = _parse_crs(area.crs, "the bounding box")
+    target = CRS.from_wkt(raster.crs_wkt)
+    try:
+        bounds = transform_bounds(source, target, area.minx, area.miny, area.maxx, area.maxy,
+                                  densify_pts=DENSIFY_POINTS)
+    except Exception as exc:  # PROJ errors come as several rasterio/GDAL types
+        raise TilingError(f"cannot reproject {_area_name(area)} to the CRS of {raster.path} "
+                          f"({raster.crs}): {exc}") from exc
+    if not all(math.isfinite(v) for v in bounds):
+        raise TilingError(f"{_area_name(area)} does not reproject to the CRS of {raster.path} "
+                          f"({raster.crs}): it lies outside that CRS's area of use.")
+    return tuple(bounds)
+
+
+def _clip_to_raster(bounds: Sequence[float], raster: RasterInfo, area: AreaOfInterest
+                    ) -> Tuple[float, float, float, float]:
+    left, bottom, right, top = raster.bounds
+    minx, miny = max(bounds[0], left), max(bounds[1], bottom)
+    maxx, maxy = min(bounds[2], right), min(bounds[3], top)
+    if not (minx < maxx and miny < maxy):
+        raise TilingError(
+            f"{_area_name(area)} does not overlap raster {raster.path}: in the raster's CRS "
+            f"({raster.crs}) the area is {tuple(round(v, 3) for v in bounds)} and the raster "
+            f"{tuple(round(v, 3) for v in raster.bounds)}. Check the area's CRS and coordinates "
+            "(x before y, longitude before latitude).")
+    return minx, miny, maxx, maxy
+
+
+def _pixel_span(bounds: Sequence[float], raster: RasterInfo) -> Tuple[int, int, int, int]:
+    """The whole pixels (col_start, row_start, col_end, row_end), end exclusive, that an area in
+    the raster's CRS touches."""
+    inverse = ~raster.transform
+    corners = [inverse * (x, y) for x in (bounds[0], bounds[2]) for y in (bounds[1], bounds[3])]
+    cols = [c for c, _ in corners]
+    rows = [r for _, r in corners]
+    col_start = max(0, math.floor(min(cols) + PIXEL_EPSILON))
+    row_start = max(0, math.floor(min(rows) + PIXEL_EPSILON))
+    col_end = min(raster.width, math.ceil(max(cols) - PIXEL_EPSILON))
+    row_end = min(raster.height, math.ceil(max(rows) - PIXEL_EPSILON))
+    # An area thinner than a pixel still gets the pixel it lies in.
+    return col_start, row_start, max(col_end, col_start + 1), max(row_end, row_start + 1)
+
+
+def _tiles_needed(span: int, size: int, step: int) -> int:
+    """How many tiles of ``size`` at ``step`` cover ``span`` pixels from the first one's start."""
+    if span <= size:
+        return 1
+    return 1 + math.ceil((span - size) / step)
+
+
+# --------------------------------------------------------------------------------------------
+# Polygons (OGR)
+# --------------------------------------------------------------------------------------------
+@contextmanager
+def _gdal_errors_captured():
+    """Silence GDAL's printed errors inside the block; yield a function returning the last one.
+
+    GDAL 3.6 has no scoped exception mode, and switching exceptions on globally would change
+    behaviour for every other user of osgeo in the process (QGIS included).
+    """
+    from osgeo import gdal
+
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    gdal.ErrorReset()
+    try:
+        yield gdal.GetLastErrorMsg
+    finally:
+        gdal.PopErrorHandler()
+
+
+def _geojson_geometries(value: Mapping[str, Any]) -> List[Mapping[str, Any]]:
+    kind = value.get("type")
+    if kind == "FeatureCollection":
+        return [g for feature in value.get("features", []) for g in _geojson_geometries(feature)]
+    if kind == "Feature":
+        geometry = value.get("geometry")
+        return [geometry] if geometry else []
+    return [value]
+
+
+def _polygons_in_raster_crs(area: PolygonArea, raster: RasterInfo):
+    """The union of the area's polygons as one OGR geometry in the raster's CRS."""
+    from osgeo import ogr, osr
+
+    if not area.geometries:
+        raise TilingError(f"{area.source} has no polygon.")
+    source_crs = _parse_crs(area.crs, area.source)
+    source_srs = osr.SpatialReference()
+    target_srs = osr.SpatialReference()
+    with _gdal_errors_captured() as last_error:
+        source_srs.ImportFromWkt(source_crs.to_wkt())
+        target_srs.ImportFromWkt(raster.crs_wkt)
+        for srs in (source_srs, target_srs):
+            srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        to_raster = osr.CoordinateTransformation(source_srs, target_srs)
+
+        pieces = ogr.Geometry(ogr.wkbMultiPolygon)
+        for index, item in enumerate(area.geometries):
+            parts = ([item] if isinstance(item, str) else _geojson_geometries(item))
+            for part in parts:
+                if isinstance(part, str):
+                    geometry = ogr.CreateGeometryFromWkt(part)
+                else:
+                    geometry = ogr.CreateGeometryFromJson(json.dumps(part))
+                if geometry is None:
+                    raise TilingError(f"geometry {index} of {area.source} cannot be read "
+                                      f"({last_error() or 'invalid geometry'}): give GeoJSON "
+                                      "geometries or WKT.")
+                if geometry.GetDimension() != 2:
+                    raise TilingError(f"geometry {index} of {area.source} is a "
+                                      f"{geometry.GetGeometryName()}, not a polygon.")
+                geometry = _densified(geometry)
+                if geometry.Transform(to_raster) != 0:
+                    raise TilingError(f"cannot reproject geometry {index} of {area.source} to the "
+                                      f"CRS of {raster.path} ({raster.crs}): "
+                                      f"{last_error() or 'PROJ failed'}.")
+                if not geometry.IsValid():
+                    # Buffer(0) mends self-intersections, the commonest fault in hand-drawn
+                    # polygons, without moving valid edges.
+                    geometry = geometry.Buffer(0)
+                flat = ogr.ForceToMultiPolygon(geometry)
+                for k in range(flat.GetGeometryCount()):
+                    pieces.AddGeometry(flat.GetGeometryRef(k))
+        union = pieces.UnionCascaded()
+    if union is None or union.IsEmpty():
+        raise TilingError(f"{area.source} has no polygon with an area.")
+    return union
+
+
+def _densified(geometry):
+    """Add vertices along long edges so that reprojection follows curved edges."""
+    minx, maxx, miny, maxy = geometry.GetEnvelope()
+    longest = max(maxx - minx, maxy - miny)
+    if longest > 0:
+        geometry = geometry.Clone()
+        geometry.Segmentize(longest / POLYGON_SEGMENTS)
+    return geometry
+
+
+def _touches_inside(bounds: Sequence[float], polygons) -> bool:
+    """Whether the tile rectangle shares some area with the polygons (not just an edge)."""
+    from osgeo import ogr
+
+    left, bottom, right, top = bounds
+    minx, maxx, miny, maxy = polygons.GetEnvelope()
+    if right <= minx or left >= maxx or top <= miny or bottom >= maxy:
+        return False
+    ring = ogr.Geometry(ogr.wkbLinearRing)
+    for x, y in ((left, bottom), (right, bottom), (right, top), (left, top), (left, bottom)):
+        ring.AddPoint_2D(x, y)
+    tile = ogr.Geometry(ogr.wkbPolygon)
+    tile.AddGeometry(ring)
+    return tile.Intersects(polygons) and not tile.Touches(polygons)
