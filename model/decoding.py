@@ -1,0 +1,196 @@
+"""Beam search over many images at once.
+
+All images × beams live in one tensor of N = B·K rows, so one decoder step serves every image
+and there is no Python loop over images. Per image, the search is the classic one:
+
+1. Start with one live hypothesis, ``<start>``.
+2. At each step expand every live hypothesis by every word; of all expansions keep the best
+   ``K − finished`` by total log-probability. Those that end with ``<end>`` join the image's
+   finished list; the others stay live.
+3. Stop when every image has K finished hypotheses or ``max_length`` tokens were generated
+   (so a finished caption has at most ``max_length − 1`` words and ``<end>``).
+4. Choose among the finished hypotheses by ``total / length ** length_penalty`` (length counts
+   the ``<end>`` token). When none finished, the best unfinished one is returned (the reference
+   tutorial crashes there).
+
+Beam size 1 is greedy decoding. ``<start>``, ``<pad>`` and (unless allowed) ``<unk>`` are never
+generated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import torch
+
+from .decoder import AttentionDecoder
+from .text import Vocabulary
+
+
+@dataclass(frozen=True)
+class DecodingParams:
+    beam_size: int = 3
+    max_length: int = 20          # tokens generated at most, <end> included
+    length_penalty: float = 1.0   # 0: raw total log-probability; 1: mean per token
+    allow_unknown: bool = False   # let the decoder write <unk>
+    return_attention: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.beam_size, int) or self.beam_size < 1:
+            raise ValueError(f"beam size must be a whole number ≥ 1, not {self.beam_size!r}")
+        if not isinstance(self.max_length, int) or self.max_length < 1:
+            raise ValueError(f"maximum length must be a whole number ≥ 1, not "
+                             f"{self.max_length!r}")
+        if self.length_penalty < 0:
+            raise ValueError(f"length penalty must be ≥ 0, not {self.length_penalty!r}")
+
+
+@dataclass
+class BeamResult:
+    """The chosen caption of each of B images."""
+
+    tokens: torch.Tensor               # (B, T) word ids, <end> excluded, padded with <pad>
+    lengths: torch.Tensor              # (B,) words per caption
+    total_log_prob: torch.Tensor       # (B,) summed over the words and the <end> token
+    mean_log_prob: torch.Tensor        # (B,) total / tokens (words + <end> when finished)
+    finished: torch.Tensor             # (B,) bool: the caption reached <end>
+    attention: Optional[torch.Tensor]  # (B, T, P) attention weights per word, when asked
+
+    def words(self, vocabulary: Vocabulary) -> List[List[str]]:
+        return [vocabulary.decode(row[:length].tolist())
+                for row, length in zip(self.tokens, self.lengths)]
+
+
+def banned_word_ids(params: DecodingParams) -> List[int]:
+    banned = [Vocabulary.pad_id, Vocabulary.start_id]
+    if not params.allow_unknown:
+        banned.append(Vocabulary.unk_id)
+    return banned
+
+
+def word_log_probs(logits: torch.Tensor, banned: Sequence[int]) -> torch.Tensor:
+    """logits (N, V) → log-probabilities (N, V) in float32, banned words at −inf."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    log_probs[:, list(banned)] = float("-inf")
+    return log_probs
+
+
+def normalised_score(total: torch.Tensor, length: torch.Tensor, penalty: float) -> torch.Tensor:
+    return total / length.to(total.dtype).pow(penalty)
+
+
+@torch.no_grad()
+def beam_search(decoder: AttentionDecoder, features: torch.Tensor,
+                params: DecodingParams) -> BeamResult:
+    """Caption B images at once. features (B, P, C) from the encoder."""
+    batch, cells, _ = features.shape
+    beams = params.beam_size
+    steps = params.max_length
+    device = features.device
+    banned = banned_word_ids(params)
+    rows = batch * beams
+
+    memory, state = decoder.start(features)
+    # Every beam of an image shares its memory: expand it once, never reorder it.
+    beam_image = torch.arange(batch, device=device).repeat_interleave(beams)   # (N,)
+    memory, state = memory.select(beam_image), state.select(beam_image)
+    words = torch.full((rows,), Vocabulary.start_id, dtype=torch.long, device=device)
+
+    # Live hypotheses: only slot 0 of each image is live at the start.
+    scores = torch.full((batch, beams), float("-inf"), device=device)
+    scores[:, 0] = 0.0
+    sequences = torch.zeros((batch, beams, 0), dtype=torch.long, device=device)
+    history = features.new_zeros((batch, beams, 0, cells)) if params.return_attention else None
+
+    # Finished hypotheses, at most K per image, in the order they finished.
+    done_tokens = torch.full((batch, beams, steps), Vocabulary.pad_id, dtype=torch.long,
+                             device=device)
+    done_length = torch.ones((batch, beams), dtype=torch.long, device=device)
+    done_total = torch.full((batch, beams), float("-inf"), device=device)
+    done_attention = (features.new_zeros((batch, beams, steps, cells))
+                      if params.return_attention else None)
+    done_count = torch.zeros(batch, dtype=torch.long, device=device)
+    image_offset = (torch.arange(batch, device=device) * beams).unsqueeze(1)  # (B, 1)
+    rank = torch.arange(beams, device=device).unsqueeze(0)                    # (1, K)
+
+    for step in range(steps):
+        logits, state, weights = decoder.step(words, memory, state)
+        log_probs = word_log_probs(logits, banned)                            # (N, V)
+        vocabulary_size = log_probs.size(1)
+        expanded = (scores.unsqueeze(2) + log_probs.view(batch, beams, vocabulary_size))
+        best, flat_index = expanded.view(batch, -1).topk(beams, dim=1)       # (B, K) sorted
+        parent = torch.div(flat_index, vocabulary_size, rounding_mode="floor")  # (B, K)
+        word = flat_index % vocabulary_size
+
+        # An image keeps only its best K − finished expansions.
+        taken = (rank < (beams - done_count).unsqueeze(1)) & torch.isfinite(best)
+        ends = taken & (word == Vocabulary.end_id)
+        live = taken & ~ends
+
+        rows_kept = (image_offset + parent).view(-1)                          # (N,)
+        sequences = torch.cat([sequences.reshape(rows, step)[rows_kept].view(batch, beams, step),
+                               word.unsqueeze(2)], dim=2)                     # (B, K, step+1)
+        if history is not None:
+            step_weights = weights.view(batch, beams, 1, cells)
+            history = torch.cat([history.reshape(rows, step, cells)[rows_kept]
+                                 .view(batch, beams, step, cells),
+                                 step_weights.view(rows, 1, cells)[rows_kept]
+                                 .view(batch, beams, 1, cells)], dim=2)
+
+        if ends.any():
+            image, beam = ends.nonzero(as_tuple=True)
+            slot = done_count[image] + (ends.long().cumsum(dim=1) - 1)[image, beam]
+            done_tokens[image, slot, :step + 1] = sequences[image, beam]
+            done_length[image, slot] = step + 1
+            done_total[image, slot] = best[image, beam]
+            if history is not None:
+                done_attention[image, slot, :step + 1] = history[image, beam]
+            done_count += ends.sum(dim=1)
+
+        scores = torch.where(live, best, torch.full_like(best, float("-inf")))
+        if not live.any():
+            break
+        state = state.select(rows_kept)
+        words = word.view(-1)
+
+    return _choose(params, done_tokens, done_length, done_total, done_attention, done_count,
+                   sequences, scores, history)
+
+
+def _choose(params: DecodingParams, done_tokens, done_length, done_total, done_attention,
+            done_count, sequences, scores, history) -> BeamResult:
+    """The best finished hypothesis per image, else the best live one."""
+    batch, beams, steps = done_tokens.shape
+    device = done_tokens.device
+    images = torch.arange(batch, device=device)
+    ranked = normalised_score(done_total, done_length, params.length_penalty)
+    ranked = torch.where(torch.isfinite(done_total), ranked, torch.full_like(ranked, -1e30))
+    pick = ranked.argmax(dim=1)
+    tokens = done_tokens[images, pick]                       # (B, steps) ending with <end>
+    length = done_length[images, pick]                       # tokens, <end> included
+    total = done_total[images, pick]
+    attention = done_attention[images, pick] if done_attention is not None else None
+    finished = done_count > 0
+
+    if not bool(finished.all()):
+        # Unfinished images: every live hypothesis has the same length, so the best total is
+        # the best normalised score; the live scores are sorted, slot 0 is the best.
+        fallback = ~finished
+        generated = sequences.size(2)
+        tokens[fallback] = Vocabulary.pad_id
+        tokens[fallback, :generated] = sequences[fallback, 0]
+        length[fallback] = generated
+        total[fallback] = scores[fallback, 0]
+        if attention is not None:
+            attention[fallback] = 0.0
+            attention[fallback, :generated] = history[fallback, 0]
+
+    words = torch.where(finished, length - 1, length)        # drop <end> when there is one
+    positions = torch.arange(steps, device=device).unsqueeze(0)
+    tokens = torch.where(positions < words.unsqueeze(1), tokens,
+                         torch.full_like(tokens, Vocabulary.pad_id))
+    width = max(1, int(words.max()))
+    mean = total / length.to(total.dtype)
+    return BeamResult(tokens[:, :width], words, total, mean, finished,
+                      attention[:, :width] if attention is not None else None)
