@@ -46,3 +46,22 @@ def artifacts_dir() -> Path:
     path = Path(os.environ.get("MAPSCRIBE_ARTIFACTS", REPO / "test-artifacts"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    """A small real captioner: the pretrained EfficientNet-Lite0 encoder and a small decoder
+    trained for a few seconds on the 8-image UCM sample (it mostly repeats those captions).
+    For tests of everything around the network: files, pipelines, front doors."""
+    from mapscribe.model.api import ImageCaptioner, prepare_data
+
+    import torch
+
+    torch.manual_seed(0)
+    data = prepare_data(TEST_DATA / "ucm-sample", min_word_count=1, batch_size=8)
+    captioner = ImageCaptioner(data, backbone="efficientnet_lite0", device="cpu",
+                               ground_resolution_m=0.3,
+                               decoder_params=dict(embed_size=32, hidden_size=64,
+                                                   attention_size=32, dropout=0.0))
+    captioner.fit(epochs=12, lr=5e-3, early_stopping=False, feature_variants=1)
+    return captioner.save(tmp_path_factory.mktemp("models") / "tiny.mscap")
