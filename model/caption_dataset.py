@@ -6,7 +6,7 @@ Two views of the same records:
 * :class:`CaptionImages` — one item per image, with all its reference captions, for evaluation.
 
 Images are resized to a square ``input_size`` (UC Merced has a few 247×247 originals) and
-normalised with the encoder's mean and standard deviation. Training augmentations are the eight
+scaled to 0..1; the encoder normalises them itself. Training augmentations are the eight
 symmetries of the square (flips and 90° rotations): overhead imagery has no "up".
 """
 
@@ -23,36 +23,26 @@ from torch.utils.data import Dataset
 from .data import CaptionRecord, load_rgb_image
 from .text import Vocabulary
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
 @dataclass(frozen=True)
-class ImageNormalisation:
-    """How an RGB image becomes the encoder's input tensor."""
+class ImageInput:
+    """How an RGB image becomes the encoder's input: resized to a square ``input_size`` and
+    scaled to 0..1. The encoder normalises with its own mean and standard deviation, so the
+    normalisation travels with the network (and its model file), not with the data."""
 
     input_size: int = 224
-    mean: Tuple[float, float, float] = IMAGENET_MEAN
-    std: Tuple[float, float, float] = IMAGENET_STD
 
     def to_tensor(self, image) -> torch.Tensor:
-        """A PIL RGB image → normalised float tensor (3, input_size, input_size)."""
+        """A PIL RGB image → float tensor (3, input_size, input_size) in 0..1."""
         from PIL import Image
 
         if image.size != (self.input_size, self.input_size):
             image = image.resize((self.input_size, self.input_size), Image.BILINEAR)
         return self.array_to_tensor(np.asarray(image, dtype=np.uint8))
 
-    def array_to_tensor(self, pixels: np.ndarray) -> torch.Tensor:
-        """uint8 pixels (H, W, 3) at input size → normalised float tensor (3, H, W)."""
-        tensor = torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
-        return self.normalise(tensor)
-
-    def normalise(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Float images in [0, 1], (..., 3, H, W) → normalised."""
-        mean = torch.tensor(self.mean, dtype=tensor.dtype, device=tensor.device).view(3, 1, 1)
-        std = torch.tensor(self.std, dtype=tensor.dtype, device=tensor.device).view(3, 1, 1)
-        return (tensor - mean) / std
+    @staticmethod
+    def array_to_tensor(pixels: np.ndarray) -> torch.Tensor:
+        """uint8 pixels (H, W, 3) → float tensor (3, H, W) in 0..1."""
+        return torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
 
 
 def dihedral(images: torch.Tensor, k: int) -> torch.Tensor:
@@ -73,13 +63,13 @@ class CaptionPairs(Dataset):
     """(image tensor (3, S, S), caption ids (L,)) for every caption of every record."""
 
     def __init__(self, records: Sequence[CaptionRecord], vocabulary: Vocabulary,
-                 normalisation: ImageNormalisation, max_words: int = 30,
+                 image_input: ImageInput, max_words: int = 30,
                  augment: bool = False, seed: Optional[int] = None):
         self.records = list(records)
         self.pairs = [(i, j) for i, record in enumerate(self.records)
                       for j in range(len(record.tokens))]
         self.vocabulary = vocabulary
-        self.normalisation = normalisation
+        self.image_input = image_input
         self.max_words = max_words
         self.augment = augment
         self._random = random.Random(seed)
@@ -90,7 +80,7 @@ class CaptionPairs(Dataset):
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
         record_index, caption_index = self.pairs[index]
         record = self.records[record_index]
-        image = self.normalisation.to_tensor(load_rgb_image(record.image_path))
+        image = self.image_input.to_tensor(load_rgb_image(record.image_path))
         if self.augment:
             image = dihedral(image, self._random.randrange(8))
         ids = encode_caption(self.vocabulary, record.tokens[caption_index], self.max_words)
@@ -100,9 +90,9 @@ class CaptionPairs(Dataset):
 class CaptionImages(Dataset):
     """(image tensor (3, S, S), record index) for every record; references in ``references``."""
 
-    def __init__(self, records: Sequence[CaptionRecord], normalisation: ImageNormalisation):
+    def __init__(self, records: Sequence[CaptionRecord], image_input: ImageInput):
         self.records = list(records)
-        self.normalisation = normalisation
+        self.image_input = image_input
 
     @property
     def references(self) -> List[List[str]]:
@@ -114,7 +104,7 @@ class CaptionImages(Dataset):
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
         image = load_rgb_image(self.records[index].image_path)
-        return self.normalisation.to_tensor(image), index
+        return self.image_input.to_tensor(image), index
 
 
 def pad_captions(captions: Sequence[torch.Tensor], pad_id: int = Vocabulary.pad_id

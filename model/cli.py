@@ -15,6 +15,7 @@ import sys
 from dataclasses import asdict
 from typing import Callable, List, Optional
 
+
 log = logging.getLogger("mapscribe")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -97,7 +98,17 @@ def _split_source_words(source: str, pct: float) -> str:
 
 
 # -- the parser ---------------------------------------------------------------------------------
-_COMMAND_GROUPS: List[Callable[[argparse._SubParsersAction], None]] = [_add_data_commands]
+def _add_model_commands(commands: argparse._SubParsersAction) -> None:
+    # Imported here, not at the top: cli_model imports CommandError from this module.
+    from .cli_model import add_model_commands
+
+    add_model_commands(commands)
+
+
+# Each entry adds a group of sub-commands; modules that import from cli.py are imported lazily
+# through a small wrapper like _add_model_commands.
+_COMMAND_GROUPS: List[Callable[[argparse._SubParsersAction], None]] = [
+    _add_data_commands, _add_model_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:
