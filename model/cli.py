@@ -15,6 +15,8 @@ import sys
 from dataclasses import asdict
 from typing import Callable, List, Optional
 
+# cli_caption imports nothing from this module at import time, so it can be imported here.
+from .cli_caption import add_caption_commands
 
 log = logging.getLogger("mapscribe")
 
@@ -48,6 +50,16 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
                        help="fail on the first kind of error instead of skipping bad entries")
     check.add_argument("--json", action="store_true", help="print the summary as JSON")
     check.set_defaults(handler=_data_check)
+    merge = data_commands.add_parser(
+        "merge", help="combine dataset folders into one",
+        description="Write OUT, an RSICD-format dataset folder holding every usable image and "
+                    "caption of the FOLDERs, each image keeping its split. Images are linked "
+                    "(or copied with --copy) under OUT/images/<folder name>/.")
+    merge.add_argument("out", metavar="OUT")
+    merge.add_argument("folders", metavar="FOLDER", nargs="+")
+    merge.add_argument("--copy", action="store_true", help="copy the images instead of linking")
+    merge.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    merge.set_defaults(handler=_data_merge)
 
 
 def _data_check(args: argparse.Namespace) -> int:
@@ -91,6 +103,19 @@ def _data_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _data_merge(args: argparse.Namespace) -> int:
+    from .data import DatasetError, merge_caption_folders
+
+    try:
+        merged = merge_caption_folders(args.out, args.folders, copy=args.copy,
+                                       overwrite=args.overwrite)
+    except (DatasetError, OSError) as error:
+        raise CommandError(str(error)) from None
+    counts = ", ".join(f"{name} {images}" for name, (images, _) in merged.split_counts().items())
+    print(f"{args.out}: {len(merged.records)} images ({counts})")
+    return EXIT_OK
+
+
 def _split_source_words(source: str, pct: float) -> str:
     return {"annotations": "as given in the annotations",
             "val_split_pct": f"made from file names ({pct:.0%} val, no test)",
@@ -108,7 +133,7 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
 # Each entry adds a group of sub-commands; modules that import from cli.py are imported lazily
 # through a small wrapper like _add_model_commands.
 _COMMAND_GROUPS: List[Callable[[argparse._SubParsersAction], None]] = [
-    _add_data_commands, _add_model_commands]
+    _add_data_commands, _add_model_commands, add_caption_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:
