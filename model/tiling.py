@@ -403,6 +403,10 @@ def _check_georeferencing(raster: RasterInfo) -> None:
     if t.a == 0 or t.e == 0:
         raise TilingError(f"raster {raster.path} has a zero pixel size in its geotransform "
                           f"{tuple(t)[:6]}: fix its georeferencing.")
+    if t.a < 0 or t.e > 0:
+        raise TilingError(f"raster {raster.path} is stored mirrored (south-up or east-left: "
+                          f"geotransform {tuple(t)[:6]}); MapScribe tiles north-up rasters. "
+                          "Warp it to a north-up grid first (e.g. gdalwarp FILE out.tif).")
 
 
 def _parse_crs(value: str, what: str) -> CRS:

@@ -375,3 +375,11 @@ def test_unknown_crs_and_empty_box_are_refused(landsat):
 def test_missing_raster_is_a_clear_error(tmp_path):
     with pytest.raises(TilingError, match=r"cannot open raster .*absent\.tif"):
         RasterInfo.from_path(tmp_path / "absent.tif")
+
+
+def test_south_up_rasters_are_refused_with_advice(tmp_path):
+    path = write_raster(tmp_path / "south_up.tif", np.zeros((3, 64, 64), np.uint8),
+                        transform=Affine(10, 0, 500000, 0, 10, 4000000))
+    params = TileGridParams(tile_size=16, tile_size_unit="pixels")
+    with pytest.raises(TilingError, match="south-up .*gdalwarp"):
+        plan_tiles(RasterInfo.from_path(path), WholeRaster(), params)
