@@ -246,6 +246,9 @@ def read_word_vectors(path: Path, wanted: set, size: int) -> Dict[str, torch.Ten
 
 def word_vector_size(path: "str | Path") -> int:
     """The dimension of a word-vector file, read from its first lines."""
+    if not Path(path).is_file():
+        raise ValueError(f"pretrained_emb: {path} is not a file; give a fastText .vec or GloVe "
+                         ".txt word-vector file")
     with open(path, encoding="utf-8", errors="replace") as stream:
         first = stream.readline().split()
         if len(first) == 2 and all(p.isdigit() for p in first):

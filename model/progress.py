@@ -95,8 +95,8 @@ def format_duration(seconds: Optional[float]) -> str:
 class TerminalProgressBar:
     """Draws updates as one line on a terminal (or a line per stage end when not a terminal)."""
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 28):
-        self.stream = stream
+    def __init__(self, stream: Optional[TextIO] = None, width: int = 28):
+        self.stream = stream if stream is not None else sys.stderr
         self.width = width
         self.interactive = hasattr(stream, "isatty") and stream.isatty()
         self._open_line = False

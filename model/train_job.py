@@ -63,6 +63,11 @@ def train_captioner(params: TrainJobParams, progress: Optional[ProgressCallback]
     from .api import ImageCaptioner, prepare_data
     from .training import captioner_from_checkpoint, load_checkpoint
 
+    from .training import FitConfig
+
+    # Check the numbers before the slow steps (reading the images, building the encoder).
+    FitConfig(epochs=params.epochs, lr=params.lr or 1e-3, batch_size=params.batch_size,
+              feature_variants=params.feature_variants)
     out = Path(params.out)
     if out.exists() and not params.overwrite and not params.resume:
         raise FileExistsError(f"{out} already exists; choose another output file or allow "
@@ -117,6 +122,9 @@ def train_captioner(params: TrainJobParams, progress: Optional[ProgressCallback]
                                             if k not in ("out", "checkpoint", "resume",
                                                          "overwrite", "feature_cache_dir")}
     path = captioner.save(out, half=params.half)
+    if not params.checkpoint:
+        # The default checkpoint only serves to resume an interrupted run; this one finished.
+        Path(params.checkpoint_path).unlink(missing_ok=True)
     return TrainJobResult(result.stopped, str(path), params.checkpoint_path, result,
                           captioner.metrics)
 

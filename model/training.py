@@ -58,6 +58,7 @@ class FitConfig:
     feature_variants: int = 4           # dihedral versions of each image cached (1..8)
     feature_cache_dir: Optional[str] = None
     early_stopping_patience: int = 4    # epochs without a better CIDEr-D; 0 = never stop early
+    keep_best: bool = True              # end with the weights of the best validation epoch
     validation_beam: int = 1            # beam width of the decoding used for validation metrics
     validation_images: Optional[int] = None   # validate on at most this many images
     checkpoint_path: Optional[str] = None
@@ -403,7 +404,7 @@ def run_epochs(trainer: _Trainer, steps_per_epoch: int, run_epoch, val_features,
         if trainer.cancelled():
             stopped = "cancelled"
             break
-    if stopped != "cancelled" and best["state"] is not None:
+    if stopped != "cancelled" and config.keep_best and best["state"] is not None:
         trained.load_state_dict(best["state"])
     captioner.eval()
     return FitResult(history, best["epoch"], best["metrics"], stopped,

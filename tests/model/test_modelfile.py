@@ -28,7 +28,7 @@ def test_header_describes_the_model(tiny_model_path):
     assert len(header.vocabulary) > 20
     assert header.ground_resolution_m == 0.3
     assert header.training["dataset"] == "ucm-sample" and header.training["images"] == 6
-    assert header.training["epochs"] == 12
+    assert header.training["epochs"] == 30
     assert "CIDEr-D" in header.metrics["val"]
     text = header.describe()
     assert "efficientnet_lite0" in text and "Trained on ucm-sample" in text
