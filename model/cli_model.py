@@ -106,6 +106,9 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.add_argument("--predictions", metavar="FILE",
                           help="also write every predicted caption to FILE (JSON)")
+    evaluate.add_argument("--record", action="store_true",
+                          help="store the metrics in the model file's header, under "
+                               "'<dataset folder name> <split>'")
     evaluate.add_argument("--device", default="auto")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -196,6 +199,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     except (ModelFileError, DatasetError, DeviceError, ValueError) as error:
         raise CommandError(str(error)) from None
     scores = evaluation.scores
+    if args.record:
+        from .modelfile import record_metrics
+
+        key = f"{Path(args.folder).resolve().name} {args.split}"
+        values = {k: v for k, v in scores.as_dict().items() if v is not None}
+        values.update(images=scores.images, beam=args.beam)
+        record_metrics(args.model, key, values)
     if args.predictions:
         from .atomic import write_text_atomic
 

@@ -125,6 +125,23 @@ def save_model(captioner: Captioner, path: "str | os.PathLike", *, half: bool = 
     return header
 
 
+def record_metrics(path: "str | os.PathLike", key: str, values: Dict[str, Any]) -> ModelHeader:
+    """Store ``values`` under ``metrics[key]`` in the model file's header (atomically; the
+    weights are copied byte for byte)."""
+    path = Path(path)
+    header, index = _read_layout(path)
+    header.metrics[key] = dict(values)
+    index["__metadata__"]["mapscribe"] = json.dumps(header.to_dict())
+    text = json.dumps(index, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # safetensors keeps the data 8-byte aligned
+    with open(path, "rb") as stream:
+        (old_length,) = struct.unpack("<Q", stream.read(8))
+        stream.seek(8 + old_length)
+        data = stream.read()
+    write_bytes_atomic(path, struct.pack("<Q", len(text)) + text + data)
+    return header
+
+
 # -- reading ------------------------------------------------------------------------------------
 def read_header(path: "str | os.PathLike") -> ModelHeader:
     """The model file's header, checked, without reading the weights."""

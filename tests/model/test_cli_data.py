@@ -59,3 +59,20 @@ def test_data_check_fails_on_unusable_folders(tmp_path):
     result = run("data", "check", str(tmp_path))
     assert result.returncode == 1 and "malformed JSON at line 1" in result.stderr
     assert run("data", "check").returncode == 2  # usage error
+
+
+def test_data_merge_combines_folders_keeping_splits(tmp_path):
+    second = tmp_path / "second"
+    shutil.copytree(TEST_DATA / "ucm-sample", second)
+    out = tmp_path / "merged"
+    result = run("data", "merge", str(out), str(TEST_DATA / "ucm-sample"), str(second))
+    assert result.returncode == 0, result.stderr
+    assert "16 images (train 12, val 2, test 2)" in result.stdout
+    document = json.loads((out / "annotations.json").read_text())
+    names = [item["filename"] for item in document["images"]]
+    assert "ucm-sample/105.jpg" in names and "second/105.jpg" in names
+    assert (out / "images" / "second" / "105.jpg").is_file()
+    check = run("data", "check", str(out), "--json")
+    assert json.loads(check.stdout)["problems"] == []
+    again = run("data", "merge", str(out), str(second))
+    assert again.returncode == 1 and "already exists and is not empty" in again.stderr

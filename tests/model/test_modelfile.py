@@ -145,3 +145,17 @@ def test_saving_is_atomic(tiny_model_path, tmp_path):
     target = tmp_path / "model.mscap"
     save_model(captioner, target)
     assert [p.name for p in tmp_path.iterdir()] == ["model.mscap"]  # no temporary left
+
+
+def test_recorded_metrics_land_in_the_header_and_the_weights_stay(tiny_model_path, tmp_path):
+    from mapscribe.model.modelfile import record_metrics
+
+    path = tmp_path / "model.mscap"
+    path.write_bytes(tiny_model_path.read_bytes())
+    before = load_model(path).state_dict()
+    record_metrics(path, "ucm-captions test", {"BLEU-4": 0.5, "images": 210})
+    header = read_header(path)
+    assert header.metrics["ucm-captions test"] == {"BLEU-4": 0.5, "images": 210}
+    assert "val" in header.metrics  # what was there stays
+    after = load_model(path).state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before)
