@@ -39,7 +39,7 @@ from .progress import ProgressCallback, ProgressReporter, never_cancelled
 from .raster_reader import (BandMapping, RasterReadError, ReadParams, ReadPlan, TileBatch,
                             TileReader, TileReadError, prepare_reading)
 from .tiling import (AreaOfInterest, BoundingBox, PolygonArea, RasterInfo, TileGrid,
-                     TileGridParams, TilingError, WholeRaster, plan_tiles)
+                     TileGridParams, TilingError, WholeRaster, grid_placement, plan_tiles)
 
 log = logging.getLogger(__name__)
 
@@ -327,17 +327,8 @@ def describe_grid(grid: TileGrid) -> Dict[str, Any]:
     resume."""
     return {
         "signature": grid.grid_signature,
-        "crs": grid.crs,
-        "transform": [float(v) for v in list(grid.transform)[:6]],
-        "raster_size": [grid.raster_width, grid.raster_height],
-        "origin": list(grid.origin),
-        "tile_size": list(grid.tile_size),
-        "step": list(grid.step),
-        "rows": grid.rows,
-        "cols": grid.cols,
+        **grid_placement(grid),
         "tiles": len(grid.tiles),
-        "tile_ids": hashlib.sha256(",".join(str(t.tile_id) for t in grid.tiles)
-                                    .encode("ascii")).hexdigest()[:32],
         "tile_size_map": [float(v) for v in grid.tile_size_map],
         "area_bounds": [float(v) for v in grid.area_bounds],
     }

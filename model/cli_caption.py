@@ -11,11 +11,9 @@ Nothing heavy is imported until a command runs, so ``mapscribe --help`` stays fa
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
-from typing import Any, List
+from typing import List
 
 SHOWN_EXAMPLES = 5
 
@@ -92,39 +90,6 @@ def add_caption_commands(commands: argparse._SubParsersAction) -> None:
 
 
 # -- caption ------------------------------------------------------------------------------------
-class _StopRequest:
-    """Ctrl-C as a cancel check: the first press asks the job to stop after the batch in hand,
-    the second stops at once (KeyboardInterrupt)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-        self._installed = False
-
-    def __enter__(self) -> "_StopRequest":
-        # Signal handlers can only be set from the main thread (not so when called from tests
-        # or a GUI worker, which have their own cancel).
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        sys.stderr.write("\nmapscribe caption: stopping after the batch in hand "
-                         "(Ctrl-C again to stop at once)...\n")
-        sys.stderr.flush()
-
-    def __call__(self) -> bool:
-        return self.requested
-
-
 def _caption_params(args: argparse.Namespace):
     from .captioning import CaptionRasterParams
     from .tiling import BoundingBox, PolygonArea, RasterInfo, WholeRaster
@@ -164,11 +129,11 @@ def _command_error(message: str) -> Exception:
 def _caption(args: argparse.Namespace) -> int:
     from .captioning import CAPTION_RASTER_ERRORS, caption_raster
     from .cli import EXIT_INTERRUPTED, EXIT_OK
-    from .progress import TerminalProgressBar
+    from .progress import StopOnCtrlC, TerminalProgressBar
 
     try:
         params = _caption_params(args)
-        with _StopRequest() as stop:
+        with StopOnCtrlC("mapscribe caption") as stop:
             try:
                 result = caption_raster(params, TerminalProgressBar(sys.stderr), stop)
             except KeyboardInterrupt:

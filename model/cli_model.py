@@ -4,35 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List
 
 from .cli import EXIT_INTERRUPTED, EXIT_OK, CommandError
-from .progress import TerminalProgressBar
-
-
-@contextmanager
-def interrupt_flag() -> Iterator[List[bool]]:
-    """The first Ctrl-C sets the flag (the job stops at the next safe point and saves); a
-    second one stops at once."""
-    flag = [False]
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame):
-        if flag[0]:
-            raise KeyboardInterrupt
-        flag[0] = True
-        print("\nstopping after the current batch (Ctrl-C again to stop at once)…",
-              file=sys.stderr)
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
+from .progress import StopOnCtrlC, TerminalProgressBar
 
 
 def _decoder_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,9 +123,8 @@ def _train(args: argparse.Namespace) -> int:
             resume=args.resume, early_stopping_patience=args.patience, device=args.device,
             seed=args.seed, half=args.half, ground_resolution_m=args.ground_resolution,
             overwrite=args.overwrite)
-        with interrupt_flag() as stop:
-            result = train_captioner(params, progress=TerminalProgressBar(),
-                                     cancelled=lambda: stop[0])
+        with StopOnCtrlC("mapscribe train") as stop:
+            result = train_captioner(params, progress=TerminalProgressBar(), cancelled=stop)
     except (DatasetError, EncoderError, ValueError, FileExistsError, OSError) as error:
         raise CommandError(str(error)) from None
     if result.stopped == "cancelled":
@@ -191,11 +166,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not records:
             raise CommandError(f"{args.folder} has no images in the {args.split} split")
         decoding = DecodingParams(beam_size=args.beam, max_length=args.max_length)
-        with interrupt_flag() as stop:
+        with StopOnCtrlC("mapscribe evaluate") as stop:
             evaluation = evaluate_records(captioner, records, decoding,
                                           meteor=not args.no_meteor, batch_size=args.batch_size,
                                           progress=None if args.json else TerminalProgressBar(),
-                                          cancelled=lambda: stop[0])
+                                          cancelled=stop)
     except (ModelFileError, DatasetError, DeviceError, ValueError) as error:
         raise CommandError(str(error)) from None
     scores = evaluation.scores

@@ -9,7 +9,9 @@ that sees ``cancelled()`` stops at the next safe point (after the batch in hand)
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, TextIO
@@ -127,3 +129,37 @@ class TerminalProgressBar:
         if self._open_line:
             self.stream.write("\n")
             self._open_line = False
+
+
+class StopOnCtrlC:
+    """Ctrl-C as a cancel check for the command line: the first press asks the job to stop
+    after the batch in hand, the second stops at once (KeyboardInterrupt)."""
+
+    def __init__(self, label: str = "mapscribe") -> None:
+        self.label = label
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> "StopOnCtrlC":
+        # Signal handlers can only be set from the main thread (not so when called from tests
+        # or a GUI worker, which have their own cancel).
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        sys.stderr.write(f"\n{self.label}: stopping after the batch in hand "
+                         "(Ctrl-C again to stop at once)...\n")
+        sys.stderr.flush()
+
+    def __call__(self) -> bool:
+        return self.requested

@@ -25,7 +25,7 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import rasterio
 from affine import Affine
@@ -364,14 +364,12 @@ def plan_tiles(raster: RasterInfo, area: AreaOfInterest, params: TileGridParams)
     return grid
 
 
-def grid_signature(grid: TileGrid) -> str:
-    """A stable hash of everything that places the tiles: the same grid gives the same string.
-
-    The raster's path is left out on purpose, so a moved raster still resumes.
-    """
-    description = {
+def grid_placement(grid: TileGrid) -> Dict[str, Any]:
+    """Everything that places the tiles, as plain JSON values (the raster's path is left out
+    on purpose, so a moved raster still resumes)."""
+    return {
         "crs": grid.crs,
-        "transform": list(grid.transform)[:6],
+        "transform": [float(v) for v in list(grid.transform)[:6]],
         "raster_size": [grid.raster_width, grid.raster_height],
         "origin": list(grid.origin),
         "tile_size": list(grid.tile_size),
@@ -381,7 +379,11 @@ def grid_signature(grid: TileGrid) -> str:
         "tile_ids": hashlib.sha256(",".join(str(t.tile_id) for t in grid.tiles)
                                    .encode("ascii")).hexdigest(),
     }
-    text = json.dumps(description, sort_keys=True, separators=(",", ":"))
+
+
+def grid_signature(grid: TileGrid) -> str:
+    """A stable hash of :func:`grid_placement`: the same grid gives the same string."""
+    text = json.dumps(grid_placement(grid), sort_keys=True, separators=(",", ":"))
     return "grid-v1:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
