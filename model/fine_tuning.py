@@ -38,7 +38,7 @@ def fit_end_to_end(trainer: _Trainer, resume_from) -> FitResult:
                             collate_fn=collate_pairs, generator=generator)
         captioner.train()
         reporter = ProgressReporter(trainer.progress, f"epoch {epoch}/{config.epochs}",
-                                    len(pairs), "captions")
+                                    len(pairs), "captions")  # one image per caption
         started, running, seen = time.monotonic(), 0.0, 0
         for images, ids, lengths in loader:
             if trainer.cancelled():

@@ -42,6 +42,7 @@ class TrainJobParams:
     half: bool = False                            # float16 weights in the model file
     ground_resolution_m: Optional[float] = None   # metres per pixel of the training images
     evaluate_test: bool = True                    # score the test split into the header
+    meteor: bool = True                           # METEOR in the final scores (needs Java)
     overwrite: bool = False
 
     @property
@@ -109,11 +110,12 @@ def train_captioner(params: TrainJobParams, progress: Optional[ProgressCallback]
                            **fit_options)
     if result.stopped == "cancelled":
         return TrainJobResult("cancelled", None, params.checkpoint_path, result, captioner.metrics)
-    captioner.evaluate("val", beam_width=params.evaluation_beam, progress=progress,
-                       cancelled=cancelled)
+    if data.valid:
+        captioner.evaluate("val", beam_width=params.evaluation_beam, meteor=params.meteor,
+                           progress=progress, cancelled=cancelled)
     if params.evaluate_test and data.test:
-        captioner.evaluate("test", beam_width=params.evaluation_beam, progress=progress,
-                           cancelled=cancelled)
+        captioner.evaluate("test", beam_width=params.evaluation_beam, meteor=params.meteor,
+                           progress=progress, cancelled=cancelled)
     captioner.training_summary["evaluation"] = {
         "beam": params.evaluation_beam, "tokeniser": "mapscribe.model.text.tokenize",
         "metrics": "MapScribe's COCO-caption-evaluation implementation (BLEU, ROUGE-L, "

@@ -422,9 +422,9 @@ def _train_epoch(trainer: _Trainer, epoch: int, store: FeatureStore, optimizer, 
     captioner.decoder.train()
     batches = trainer.train_plan.epoch_batches(config.batch_size, loop_rng["batches"])
     reporter = ProgressReporter(trainer.progress, f"epoch {epoch}/{config.epochs}",
-                                trainer.train_plan.caption_count, "captions")
+                                len(trainer.train_plan.records), "images")
     started = time.monotonic()
-    running, seen = 0.0, 0
+    running, seen = 0.0, 0   # cross-entropy summed over captions, captions seen
     for images in batches:
         if trainer.cancelled():
             return None
@@ -439,10 +439,11 @@ def _train_epoch(trainer: _Trainer, epoch: int, store: FeatureStore, optimizer, 
         captions = len(batch.ids)
         running += cross_entropy.item() * captions
         seen += captions
-        reporter.advance(captions, loss=running / seen)
+        reporter.advance(len(images), loss=running / seen)
     seconds = time.monotonic() - started
     return EpochRecord(epoch, running / max(1, seen), None, None, None,
-                       optimizer.param_groups[0]["lr"], seconds, seen / max(seconds, 1e-9))
+                       optimizer.param_groups[0]["lr"], seconds,
+                       len(trainer.train_plan.records) / max(seconds, 1e-9))
 
 
 def _autocast(device: torch.device, config: FitConfig):
@@ -456,8 +457,9 @@ def _report_epoch(trainer: _Trainer, record: EpochRecord) -> None:
     if record.val_loss is not None:
         parts += [f"val loss {record.val_loss:.3f}", f"BLEU-4 {record.bleu4:.3f}",
                   f"CIDEr-D {record.cider_d:.3f}"]
-    parts.append(f"{record.images_per_s:.0f} captions/s")
+    parts.append(f"{record.images_per_s:.0f} images/s")
     message = ", ".join(parts)
     log.info(message)
     if trainer.progress is not None:
-        ProgressReporter(trainer.progress, "epoch", 0).note(message, **_metrics_of(record))
+        ProgressReporter(trainer.progress, "epoch", 0).note(
+            message, epoch=record.epoch, train_loss=record.train_loss, **_metrics_of(record))
