@@ -1,8 +1,9 @@
 """The MapScribe Processing provider.
 
-It makes MapScribe's algorithms available in the Processing toolbox, in models and in
-``qgis_process``. It has none yet: the captioning and training issues add them in
-:meth:`MapScribeProvider.loadAlgorithms`.
+It makes MapScribe's algorithms available in the Processing toolbox, in batch mode, in models
+and in ``qgis_process`` (``qgis_process run mapscribe:caption_raster -- INPUT=... OUTPUT=...``):
+caption_raster, export_captions, train_captioner and evaluate_captioner. Loading it imports Qt
+and QGIS only; each algorithm imports the engine (and torch) when it runs.
 """
 
 from __future__ import annotations
@@ -37,4 +38,22 @@ class MapScribeProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self) -> None:  # noqa: N802
         """Register the algorithms (called by QGIS on load and on refresh)."""
-        # No algorithms yet; later issues add them with self.addAlgorithm(...).
+        from .caption_raster import CaptionRasterAlgorithm
+        from .evaluate_captioner import EvaluateCaptionerAlgorithm
+        from .export_captions import ExportCaptionsAlgorithm
+        from .train_captioner import TrainCaptionerAlgorithm
+
+        for algorithm in (CaptionRasterAlgorithm, ExportCaptionsAlgorithm,
+                          TrainCaptionerAlgorithm, EvaluateCaptionerAlgorithm):
+            self.addAlgorithm(algorithm())
+
+    # The engine writes GeoPackages only: Processing then offers .gpkg for vector outputs and
+    # makes a temporary output a .gpkg file rather than a memory layer.
+    def supportedOutputVectorLayerExtensions(self):  # noqa: N802
+        return ["gpkg"]
+
+    def defaultVectorFileExtension(self, hasGeometry=True):  # noqa: N802, N803
+        return "gpkg"
+
+    def supportsNonFileBasedOutput(self) -> bool:  # noqa: N802
+        return False
