@@ -24,7 +24,7 @@ SHARED_DATA := ../shared/data
 DEFAULT_MODEL := resources/default.mscap
 SAMPLE_RASTER := resources/sample/naip_north_dakota_5m.tif
 
-.PHONY: setup test package demo bench default-model clean
+.PHONY: setup test test-deps package demo bench default-model clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,13 @@ $(STAMP): pyproject.toml constraints.txt
 test: setup
 	@rm -rf $(TEST_HOME) && mkdir -p $(TEST_HOME) test-artifacts
 	$(TEST_ENV) $(PY) -m pytest tests
+
+# QGIS started with a Python that lacks torch installs MapScribe's packages for real (the CUDA
+# build, about 5 GB, into a temporary managed folder that is deleted afterwards) and then
+# captions an image. A few minutes; not part of `make test`.
+test-deps: setup
+	@rm -rf $(TEST_HOME) && mkdir -p $(TEST_HOME) test-artifacts
+	$(TEST_ENV) $(PY) -m pytest -m deps_install tests/e2e/test_deps_install.py
 
 # The zip holds the runtime files only, under one folder mapscribe/ (what QGIS's "Install from
 # ZIP" and plugins.qgis.org expect). In a git checkout the file list comes from git (tracked and
