@@ -7,7 +7,9 @@ module imports Qt and QGIS only; torch and the engine are imported when a job st
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import sys
 from pathlib import Path
 
 from qgis.core import QgsApplication
@@ -17,11 +19,13 @@ from qgis.PyQt.QtWidgets import QAction
 
 from .dock import MapScribeDock
 from .processing.provider import MapScribeProvider
+from .tasks import MessageLogHandler
 
 LOGGER = logging.getLogger(__name__)
 
 MENU_NAME = "MapScribe"  # the submenu of the Raster menu
 ACTION_OBJECT_NAME = "mapscribeAction"
+TRAIN_ACTION_OBJECT_NAME = "mapscribeTrainAction"
 TOOLBAR_OBJECT_NAME = "MapScribeToolbar"
 # plugin/plugin.py -> the plugin root, whatever the folder is called on disk.
 ICON_PATH = Path(__file__).resolve().parents[1] / "resources" / "icon.svg"
@@ -29,6 +33,19 @@ ICON_PATH = Path(__file__).resolve().parents[1] / "resources" / "icon.svg"
 
 def _tr(text: str) -> str:
     return QCoreApplication.translate("MapScribePlugin", text)
+
+
+def _use_managed_packages() -> None:
+    """Put the folder where the dependency panel installs torch on sys.path (deps.py), before
+    anything imports torch; without deps.py there is nothing to add."""
+    try:
+        from .deps import ensure_managed_path
+    except ImportError:
+        return
+    try:
+        ensure_managed_path()
+    except Exception:  # noqa: BLE001 - a broken folder must not stop the plugin from loading
+        LOGGER.exception("MapScribe's package folder could not be added to sys.path")
 
 
 class MapScribePlugin:
@@ -44,12 +61,15 @@ class MapScribePlugin:
         self.action: QAction | None = None
         self.toolbar = None
         self.dock: MapScribeDock | None = None
+        self.train_action: QAction | None = None
+        self.log_handler: MessageLogHandler | None = None
 
     # --- Processing -----------------------------------------------------------------------------
     def initProcessing(self) -> None:  # noqa: N802 (QGIS API name)
         """Register the Processing provider, once however often this is called."""
         if self.provider is not None:
             return
+        _use_managed_packages()
         provider = MapScribeProvider()
         # addProvider takes ownership; on failure (an id already registered, e.g. by an instance
         # that was never unloaded) QGIS has already deleted the object, so keep no reference.
@@ -73,8 +93,17 @@ class MapScribePlugin:
         # QGIS calls initProcessing only where there is no GUI; in the desktop it is ours to do.
         self.initProcessing()
         main_window = self.iface.mainWindow()
+        # The engine's log records (warnings about the model's resolution, resumed runs…) go to
+        # the "MapScribe" tab of QGIS's log panel.
+        self.log_handler = MessageLogHandler(logging.INFO)
+        self.log_handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        engine_log = logging.getLogger("mapscribe")
+        engine_log.addHandler(self.log_handler)
+        if engine_log.level == logging.NOTSET:  # else Python's default drops INFO records
+            engine_log.setLevel(logging.INFO)
+            self.log_handler.set_logger_level = True
 
-        self.dock = MapScribeDock(main_window)
+        self.dock = MapScribeDock(self.iface, main_window)
         self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
         # Closed until asked for; QGIS restores a dock the user left open (by object name)
         # after plugins are loaded, so this does not override the user's choice.
@@ -96,6 +125,16 @@ class MapScribePlugin:
 
         self.iface.addPluginToRasterMenu(MENU_NAME, self.action)
 
+        # "Train captioner…" only once the training dialog is part of the plugin; looked up
+        # without importing it, so loading stays cheap.
+        if importlib.util.find_spec(f"{__package__}.train_dialog") is not None:
+            self.train_action = QAction(_tr("Train captioner…"), main_window)
+            self.train_action.setObjectName(TRAIN_ACTION_OBJECT_NAME)
+            self.train_action.setStatusTip(_tr("Train an image captioner on an RSICD-format "
+                                               "folder and use it in the MapScribe dock"))
+            self.train_action.triggered.connect(self.dock.open_train_dialog)
+            self.iface.addPluginToRasterMenu(MENU_NAME, self.train_action)
+
     def _raster_submenu(self):
         """The Raster-menu submenu holding our action, or None."""
         for entry in self.iface.rasterMenu().actions():
@@ -104,9 +143,20 @@ class MapScribePlugin:
         return None
 
     def unload(self) -> None:
-        """Remove everything initGui and initProcessing added; safe after a partial init."""
+        """Remove everything initGui and initProcessing added; safe after a partial init.
+
+        A captioning run still going is cancelled first, and waited for (bounded) to the end of
+        its batch, so that no task calls back into the widgets removed here."""
+        if self.dock is not None:
+            self.dock.shutdown()
+        # Training dialogs exist only once one was opened (the module is then imported).
+        train_dialog = sys.modules.get(f"{__package__}.train_dialog")
+        if train_dialog is not None:
+            train_dialog.close_all_train_dialogs()
         if self.action is not None:
             submenu = self._raster_submenu()
+            if self.train_action is not None:
+                self.iface.removePluginRasterMenu(MENU_NAME, self.train_action)
             self.iface.removePluginRasterMenu(MENU_NAME, self.action)
             # QGIS 3.22 takes an emptied plugin submenu out of the Raster menu but never deletes
             # the QMenu itself, so every reload would leave one more hidden "MapScribe" menu in
@@ -126,6 +176,15 @@ class MapScribePlugin:
         if self.action is not None:
             self.action.deleteLater()
             self.action = None
+        if self.train_action is not None:
+            self.train_action.deleteLater()
+            self.train_action = None
+        if self.log_handler is not None:
+            engine_log = logging.getLogger("mapscribe")
+            engine_log.removeHandler(self.log_handler)
+            if getattr(self.log_handler, "set_logger_level", False):
+                engine_log.setLevel(logging.NOTSET)
+            self.log_handler = None
         if self.provider is not None:
             # removeProvider deletes the C++ object; the Python reference must go too.
             QgsApplication.processingRegistry().removeProvider(self.provider)

@@ -123,7 +123,8 @@ def test_plugin_in_the_real_desktop(tmp_path, artifacts_dir):
     assert (at_start["actions"], at_start["toolbars"], at_start["docks"]) == (1, 1, 1), (
         "expected one action, one toolbar and one dock" + context)
     assert at_start["toolbars_shown"] == 1, "the MapScribe toolbar is not shown" + context
-    assert at_start["raster_menu_entries"] == ["mapscribeAction"], "Raster > MapScribe" + context
+    assert at_start["raster_menu_entries"] == ["mapscribeAction", "mapscribeTrainAction"], \
+        "Raster > MapScribe" + context
     assert at_start["docks_visible"] == 0, "the dock must start closed" + context
     assert checks["after_click"]["docks_visible"] == 1, "the toolbar button did not open the dock" + context
     assert checks["action_checked_after_click"], "the action is not checked with the dock open" + context

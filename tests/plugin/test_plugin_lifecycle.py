@@ -80,10 +80,14 @@ def test_init_gui_adds_one_of_each_and_unload_removes_them(iface):
     plugin.initGui()
     try:
         action = _assert_loaded_once(iface)
-        iface.addPluginToRasterMenu.assert_called_once_with("MapScribe", action)
+        train = iface.mainWindow().findChild(QAction, "mapscribeTrainAction")
+        assert train is not None and train.text() == "Train captioner…"
+        assert [c.args for c in iface.addPluginToRasterMenu.call_args_list] == \
+            [("MapScribe", action), ("MapScribe", train)]
     finally:
         plugin.unload()
-    iface.removePluginRasterMenu.assert_called_once_with("MapScribe", action)
+    assert [c.args for c in iface.removePluginRasterMenu.call_args_list] == \
+        [("MapScribe", train), ("MapScribe", action)]
     _assert_nothing_left(iface)
 
 
@@ -117,7 +121,8 @@ def test_load_unload_twice_leaves_nothing_behind(iface):
         _assert_nothing_left(iface)
     menu_adds = [call.args for call in iface.addPluginToRasterMenu.call_args_list]
     menu_removes = [call.args for call in iface.removePluginRasterMenu.call_args_list]
-    assert len(menu_adds) == 3 and menu_adds == menu_removes
+    assert len(menu_adds) == 6 and set(menu_adds) == set(menu_removes)
+    assert len(menu_removes) == 6
 
 
 def test_processing_only_start_needs_no_interface(caplog):

@@ -1,0 +1,267 @@
+"""Run inside the real QGIS desktop by tests/e2e/test_desktop_caption.py (``qgis --code``).
+
+As a user would: load RGB.byte.tif (UTM 18N) with the project and the canvas in Web Mercator,
+zoom to the middle of it, open the MapScribe dock with its toolbar button, choose the model and
+a tile size, click Run, wait for the task, then move through the captions panel with the arrow
+keys. Everything seen goes into a JSON file (MAPSCRIBE_E2E_RESULT) for the test to assert;
+screenshots go to MAPSCRIBE_E2E_SHOTS. It never asserts: a failure is written down and QGIS
+always exits. Steps run QTimer ticks apart so QGIS's event loop runs between them.
+"""
+
+import json
+import os
+import traceback
+from pathlib import Path
+
+import qgis.utils
+from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform,
+                       QgsProject, QgsRectangle)
+from qgis.PyQt.QtCore import Qt, QTimer
+from qgis.PyQt.QtTest import QTest
+from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QToolBar
+from qgis.utils import iface
+
+RESULT_PATH = Path(os.environ["MAPSCRIBE_E2E_RESULT"])
+SHOTS = Path(os.environ["MAPSCRIBE_E2E_SHOTS"])
+RASTER = os.environ["MAPSCRIBE_E2E_RASTER"]
+MODEL = os.environ["MAPSCRIBE_E2E_MODEL"]
+OUTPUT = os.environ["MAPSCRIBE_E2E_OUTPUT"]
+WATCHDOG_MS = int(os.environ.get("MAPSCRIBE_E2E_WATCHDOG_MS", "150000"))
+TILE_PIXELS = 128
+STEP_MS = 300
+
+_captured = getattr(qgis.utils, "mapscribe_e2e_captured", None)
+result = {"steps": [], "checks": {}, "errors": [], "finished": False,
+          "messages": _captured["messages"] if _captured else [],
+          "stack_dialogs": _captured["stack_dialogs"] if _captured else []}
+state = {}
+checks = result["checks"]
+
+
+def _dock():
+    return iface.mainWindow().findChild(QDockWidget, "MapScribeDock")
+
+
+def _rect(rect):
+    return [rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()]
+
+
+def step_load_raster():
+    layer = iface.addRasterLayer(RASTER, "RGB.byte")
+    state["raster"] = layer
+    checks["raster_valid"] = layer.isValid()
+    checks["raster_crs"] = layer.crs().authid()
+
+
+def step_web_mercator_middle():
+    """After the layer is in: QGIS gives a new project the first layer's CRS and zooms to it,
+    so the project's CRS and the view are set here, a tick later."""
+    project = QgsProject.instance()
+    web_mercator = QgsCoordinateReferenceSystem("EPSG:3857")
+    project.setCrs(web_mercator)
+    canvas = iface.mapCanvas()
+    layer = state["raster"]
+    # The middle of the raster, as the canvas (Web Mercator) sees it.
+    to_canvas = QgsCoordinateTransform(layer.crs(), web_mercator, project)
+    middle = QgsRectangle(layer.extent())
+    middle.scale(0.45)
+    canvas.setExtent(to_canvas.transformBoundingBox(middle))
+    canvas.refresh()
+
+
+def step_open_dock():
+    toolbar = iface.mainWindow().findChild(QToolBar, "MapScribeToolbar")
+    action = next(a for a in toolbar.actions() if a.objectName() == "mapscribeAction")
+    toolbar.widgetForAction(action).click()  # a real click on the toolbar button
+
+
+def step_configure():
+    dock = _dock()
+    layer = state["raster"]
+    checks["dock_visible"] = dock.isVisible()
+    checks["engine_ready"] = dock.engine_ready
+    dock.raster_combo.setLayer(layer)
+    dock.select_model(MODEL)
+    checks["model_info"] = dock.model_info.text()
+    dock.area_combo.setCurrentIndex(dock.area_combo.findData("extent"))
+    state["tile_size"] = TILE_PIXELS * layer.rasterUnitsPerPixelX()
+    dock.tile_size.setValue(state["tile_size"])
+    dock.batch_size.setValue(4)
+    dock.beam.setValue(2)
+    dock.device_combo.setCurrentIndex(dock.device_combo.findData("cpu"))
+    dock.set_output_path(OUTPUT)
+    checks["devices"] = [dock.device_combo.itemText(i) for i in range(dock.device_combo.count())]
+    checks["tile_info"] = dock.tile_info.text()
+    checks["canvas_extent"] = _rect(iface.mapCanvas().extent())
+    checks["canvas_crs"] = iface.mapCanvas().mapSettings().destinationCrs().authid()
+    checks["raster_extent"] = _rect(layer.extent())
+
+
+def step_screenshot_dock():
+    _dock().grab().save(str(SHOTS / "desktop-caption-dock.png"))
+
+
+def step_click_run():
+    dock = _dock()
+    QTest.mouseClick(dock.run_button, Qt.LeftButton)  # the user's click
+    checks["running_after_click"] = dock.is_running()
+    checks["status_after_click"] = dock.status.text()
+    checks["canvas_crs_at_run"] = iface.mapCanvas().mapSettings().destinationCrs().authid()
+    checks["canvas_extent_at_run"] = _rect(iface.mapCanvas().extent())
+
+
+def _run_over():
+    dock = _dock()
+    return dock.last_task is not None and not dock.is_running()
+
+
+def step_results():
+    dock = _dock()
+    task = dock.last_task
+    checks["status"] = dock.status.text()
+    checks["task_error"] = task.error
+    checks["progress_updates"] = len(task.progress_updates)
+    checks["progress_bar"] = dock.progress.value()
+    if task.result is None:
+        return
+    checks["result"] = {"stopped": task.result.stopped, "tiles": task.result.tiles_total,
+                        "captioned": task.result.captioned, "nodata": task.result.nodata}
+    project = QgsProject.instance()
+    group = project.layerTreeRoot().findGroup("MapScribe")
+    checks["group_layers"] = [node.layer().name() for node in group.findLayers()] if group else []
+    if not group or not group.findLayers():
+        return
+    layer = group.findLayers()[0].layer()
+    state["captions"] = layer
+    features = list(layer.getFeatures())
+    checks["features"] = [{"tile_id": f["tile_id"], "status": f["status"],
+                           "caption": f["caption"] if f["caption"] else None}
+                          for f in features]
+    checks["layer_crs"] = layer.crs().authid()
+    checks["layer_extent"] = _rect(layer.extent())
+    checks["labels_enabled"] = layer.labelsEnabled()
+    checks["map_tip"] = layer.mapTipTemplate()
+    # What the canvas showed at Run, in the layer's (raster's) CRS, computed by QGIS.
+    canvas = iface.mapCanvas()
+    to_layer = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), layer.crs(), project)
+    shown = to_layer.transformBoundingBox(QgsRectangle(*checks["canvas_extent"]))
+    checks["shown_in_layer_crs"] = _rect(shown.intersect(state["raster"].extent()))
+    checks["tile_size"] = state["tile_size"]
+
+
+def step_open_captions():
+    dock = _dock()
+    dock.tabs.setCurrentWidget(dock.captions_panel)
+    panel = dock.captions_panel
+    checks["panel_rows"] = panel.list.count()
+    checks["panel_first_items"] = [panel.list.item(i).text() for i in range(min(3, panel.list.count()))]
+    iface.mainWindow().activateWindow()
+    panel.list.setFocus(Qt.TabFocusReason)
+    checks["center_before_keys"] = [iface.mapCanvas().center().x(), iface.mapCanvas().center().y()]
+
+
+def _press(key):
+    def step():
+        panel = _dock().captions_panel
+        QTest.keyClick(panel.list, key)
+    step.__name__ = f"press_{int(key)}"
+    return step
+
+
+def step_after_keys():
+    panel = _dock().captions_panel
+    canvas = iface.mapCanvas()
+    entry = panel.current_entry()
+    to_canvas = QgsCoordinateTransform(panel.layer.crs(), canvas.mapSettings().destinationCrs(),
+                                       QgsProject.instance())
+    centre = to_canvas.transform(entry.geometry.centroid().asPoint())
+    checks["current_row"] = panel.list.currentRow()
+    checks["current_text"] = entry.text()
+    checks["tile_centre_in_canvas_crs"] = [centre.x(), centre.y()]
+    checks["canvas_center"] = [canvas.center().x(), canvas.center().y()]
+    checks["details"] = panel.details.text()
+    # Copy caption, by keyboard: Tab from the list to the button, then Space.
+    QApplication.clipboard().clear()
+    QTest.keyClick(panel.copy_button, Qt.Key_Space)
+    checks["clipboard"] = QApplication.clipboard().text()
+    # Zoom in on the current tile until its caption label is drawn.
+    labeling = panel.layer.labeling().settings()
+    checks["label_max_scale"] = labeling.minimumScale
+    canvas.zoomScale(labeling.minimumScale * 0.7)
+    canvas.refresh()
+
+
+def step_map_screenshot():
+    iface.mainWindow().grab().save(str(SHOTS / "desktop-captioned-map.png"))
+    _dock().grab().save(str(SHOTS / "desktop-captions-panel.png"))
+    iface.mapCanvas().grab().save(str(SHOTS / "desktop-captioned-canvas.png"))
+    checks["scale_for_screenshot"] = iface.mapCanvas().scale()
+
+
+def _canvas_idle():
+    return not iface.mapCanvas().isDrawing()
+
+
+def _after_flashes():
+    """The canvas is drawn and the tile flashes (a few hundred ms each) are over."""
+    state.setdefault("idle_polls", 0)
+    state["idle_polls"] = state["idle_polls"] + 1 if _canvas_idle() else 0
+    return state["idle_polls"] >= 10  # 2 s of an idle canvas
+
+
+# (step, condition to wait for before it, time-out in ms)
+STEPS = [(step_load_raster, None, 0), (step_web_mercator_middle, None, 0),
+         (step_open_dock, None, 0),
+         (step_configure, lambda: _dock().engine_ready, 60_000),
+         (step_screenshot_dock, None, 0), (step_click_run, None, 0),
+         (step_results, _run_over, 120_000), (step_open_captions, None, 0),
+         (_press(Qt.Key_Down), None, 0), (_press(Qt.Key_Down), None, 0),
+         (_press(Qt.Key_Down), None, 0), (step_after_keys, None, 0),
+         (step_map_screenshot, _after_flashes, 30_000)]
+
+
+def _finish(code):
+    if state.get("done"):  # the watchdog may fire while QGIS is already shutting down
+        return
+    state["done"] = True
+    RESULT_PATH.write_text(json.dumps(result, indent=2, default=str))
+    QgsApplication.exit(code)
+
+
+def _run(index=0, waited=0):
+    if index == len(STEPS):
+        result["finished"] = True
+        _finish(0)
+        return
+    step, condition, timeout = STEPS[index]
+    try:
+        ready = condition is None or condition()
+    except Exception:
+        ready = False
+    if not ready:
+        if waited > timeout:
+            result["errors"].append(f"timed out before {step.__name__} after {waited} ms")
+            _finish(2)
+            return
+        QTimer.singleShot(200, lambda: _run(index, waited + 200))
+        return
+    result["steps"].append(step.__name__)
+    try:
+        step()
+    except Exception:  # written down for the test to show, and QGIS still exits
+        result["errors"].append(f"{step.__name__}: {traceback.format_exc()}")
+        _finish(1)
+        return
+    QTimer.singleShot(STEP_MS, lambda: _run(index + 1))
+
+
+def _watchdog():
+    result["errors"].append(f"watchdog: still running after {WATCHDOG_MS} ms "
+                            f"(last step {result['steps'][-1:]})")
+    _finish(3)
+
+
+SHOTS.mkdir(parents=True, exist_ok=True)
+iface.mainWindow().resize(1600, 1000)
+QTimer.singleShot(WATCHDOG_MS, _watchdog)
+QTimer.singleShot(1000, _run)
