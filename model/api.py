@@ -101,7 +101,7 @@ def prepare_data(path: Union[str, os.PathLike], dataset_type: str = "ImageCaptio
     return CaptionData(folder, vocabulary, batch_size, chip_size, min_word_count)
 
 
-ImageLike = Union[str, os.PathLike, "Image.Image", np.ndarray]
+ImageLike = Union[str, os.PathLike, "PIL.Image.Image", np.ndarray]
 
 
 class ImageCaptioner:

@@ -7,47 +7,17 @@ decoder's outputs to words.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from .caption_dataset import ImageInput
-from .decoder import AttentionDecoder, DecoderParams
+from .config import CaptionerConfig, DecoderParams  # noqa: F401 (part of this module's API)
+from .decoder import AttentionDecoder
 from .decoding import BeamResult, DecodingParams, beam_search
 from .text import Vocabulary, detokenize
-
-
-@dataclass
-class CaptionerConfig:
-    """The architecture, as stored in a model file's header."""
-
-    backbone: str = "auto"
-    grid_size: int = 7
-    input_size: int = 224
-    mean: Tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: Tuple[float, float, float] = (0.229, 0.224, 0.225)
-    feature_size: int = 0             # encoder channels; filled in when the encoder is built
-    max_words: int = 30               # training captions are cut to this many words
-    decoder: DecoderParams = field(default_factory=DecoderParams)
-
-    @property
-    def image_input(self) -> ImageInput:
-        return ImageInput(self.input_size)
-
-    def to_dict(self) -> Dict:
-        values = asdict(self)
-        values["mean"], values["std"] = list(self.mean), list(self.std)
-        return values
-
-    @classmethod
-    def from_dict(cls, values: Dict) -> "CaptionerConfig":
-        values = dict(values)
-        values["decoder"] = DecoderParams.from_dict(values.get("decoder"))
-        values["mean"] = tuple(values.get("mean", cls.mean))
-        values["std"] = tuple(values.get("std", cls.std))
-        return cls(**values)
 
 
 @dataclass

@@ -34,7 +34,7 @@ from .grid_writer import (STATUS_CAPTIONED, STATUS_NODATA, STATUS_UNFINISHED, Gr
                           describe_grid_differences, open_grid_layer, plan_output,
                           read_caption_layer_info, srs_from_user_input)
 from .device import DeviceError
-from .modelfile import ModelFileError, ModelHeader, read_header
+from .model_header import ModelFileError, ModelHeader, read_header
 from .progress import ProgressCallback, ProgressReporter, never_cancelled
 from .raster_reader import (BandMapping, RasterReadError, ReadParams, ReadPlan, TileBatch,
                             TileReader, TileReadError, prepare_reading)

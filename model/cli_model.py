@@ -175,7 +175,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise CommandError(str(error)) from None
     scores = evaluation.scores
     if args.record:
-        from .modelfile import record_metrics
+        from .model_header import record_metrics
 
         key = f"{Path(args.folder).resolve().name} {args.split}"
         values = {k: v for k, v in scores.as_dict().items() if v is not None}

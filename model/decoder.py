@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -29,57 +29,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .config import DecoderParams  # noqa: F401 (part of this module's API)
 from .text import Vocabulary
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DecoderParams:
-    """The decoder's shape and training behaviour, with arcgis.learn's ``decoder_params`` names.
-
-    ``teacher_forcing`` is the probability of feeding the reference word at each training step;
-    below 1 the decoder is fed its own previous prediction otherwise (scheduled sampling).
-    ``pretrained_emb`` is a path to word vectors (fastText ``.vec`` or GloVe text), or
-    None/False.
-    """
-
-    embed_size: int = 256
-    hidden_size: int = 512
-    attention_size: int = 256
-    teacher_forcing: float = 1.0
-    dropout: float = 0.5
-    pretrained_emb: Optional[str] = None
-    context_size: int = 512          # encoder features are projected to this width; 0 = not
-
-    def __post_init__(self) -> None:
-        if self.pretrained_emb is False or self.pretrained_emb == "":
-            self.pretrained_emb = None
-        for name in ("embed_size", "hidden_size", "attention_size", "context_size"):
-            value = getattr(self, name)
-            minimum = 0 if name == "context_size" else 1
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise ValueError(f"decoder_params['{name}'] must be a positive whole number, "
-                                 f"not {value!r}")
-        if not 0.0 <= float(self.teacher_forcing) <= 1.0:
-            raise ValueError(f"decoder_params['teacher_forcing'] must be a probability in "
-                             f"[0, 1], not {self.teacher_forcing!r}")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"decoder_params['dropout'] must be in [0, 1), not "
-                             f"{self.dropout!r}")
-
-    @classmethod
-    def from_dict(cls, values: Optional[Dict]) -> "DecoderParams":
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown decoder_params {unknown}; the known ones are "
-                             f"{sorted(known)}")
-        return cls(**values)
-
-    def to_dict(self) -> Dict:
-        return asdict(self)
 
 
 class SoftAttention(nn.Module):

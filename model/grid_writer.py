@@ -222,7 +222,7 @@ def srs_from_user_input(value: str, what: str = "the output CRS"):
     from osgeo import osr
 
     srs = osr.SpatialReference()
-    with quiet_gdal() as last_error:
+    with quiet_gdal():
         try:
             failed = srs.SetFromUserInput(str(value)) != 0
         except RuntimeError:

@@ -11,7 +11,7 @@ import copy
 import math
 import random
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List
 
 import torch
 from torch import nn

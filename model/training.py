@@ -20,7 +20,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -191,7 +191,7 @@ def _set_rng_state(state: Dict) -> None:
 def save_checkpoint(path: Path, captioner: Captioner, optimizer, scheduler, epoch: int,
                     history: List[EpochRecord], best: Dict, config: FitConfig,
                     loop_rng: Dict) -> None:
-    from .modelfile import ModelHeader
+    from .model_header import ModelHeader
 
     header = ModelHeader(captioner.config, captioner.vocabulary).to_dict()
     payload = {"format": CHECKPOINT_FORMAT, "version": 1, "epoch": epoch,
@@ -221,7 +221,7 @@ def load_checkpoint(path: "str | Path") -> Dict:
 
 def captioner_from_checkpoint(payload: Dict) -> Captioner:
     """Rebuild the network a checkpoint was saved from (weights not loaded yet)."""
-    from .modelfile import _parse_header
+    from .model_header import _parse_header
     from .encoders import build_encoder
     from .decoder import AttentionDecoder
 

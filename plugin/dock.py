@@ -568,13 +568,9 @@ class MapScribeDock(QgsDockWidget):
         if not path:
             self.model_info.setText(_tr(
                 "Choose a model file (.mscap), or train one. No default model is installed."))
-        elif not self.engine_ready:
-            if self._dependency_panel is None:
-                self.model_info.setText(_tr(
-                    "The model's description is shown once the captioning engine is loaded "
-                    "(when this panel is first opened)."))
         else:
-            from ..model.modelfile import ModelFileError, read_header
+            # The header is JSON: reading it needs neither torch nor the engine.
+            from ..model.model_header import ModelFileError, read_header
 
             try:
                 self.header = read_header(path)
@@ -688,7 +684,7 @@ class MapScribeDock(QgsDockWidget):
         if not Path(model).is_file():
             raise ParameterError("model", _tr("the model file {path} does not exist.").format(
                 path=model))
-        if self.header is None and self.engine_ready:
+        if self.header is None:
             raise ParameterError("model", _tr("the model file {path} cannot be used (see its "
                                               "description above).").format(path=model))
         across, down = tile_size_in_pixels(self.tile_size.value(), layer)

@@ -175,7 +175,6 @@ class CaptionRasterTask(QgsTask):
 
 def engine_devices() -> List:
     """Import the engine (torch included) and list the devices as (key, label) pairs."""
-    from ..model import modelfile  # noqa: F401 - imported so the dock can read model headers
     from ..model.device import available_devices
 
     return [(choice.key, choice.label) for choice in available_devices()]

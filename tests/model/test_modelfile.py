@@ -159,3 +159,16 @@ def test_recorded_metrics_land_in_the_header_and_the_weights_stay(tiny_model_pat
     assert "val" in header.metrics  # what was there stays
     after = load_model(path).state_dict()
     assert all(torch.equal(before[name], after[name]) for name in before)
+
+
+def test_reading_a_header_needs_no_torch(tiny_model_path):
+    """The QGIS dock describes a model the moment it is picked, torch or not."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from mapscribe.model.model_header import read_header; "
+            f"h = read_header({str(tiny_model_path)!r}); "
+            "print(h.config.backbone, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.split() == ["efficientnet_lite0", "False"]
