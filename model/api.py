@@ -28,7 +28,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ from .decoding import DecodingParams
 from .progress import ProgressCallback, never_cancelled
 from .text import Vocabulary
 from .training import FitConfig, FitResult, fit
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ def prepare_data(path: Union[str, os.PathLike], dataset_type: str = "ImageCaptio
     return CaptionData(folder, vocabulary, batch_size, chip_size, min_word_count)
 
 
-ImageLike = Union[str, os.PathLike, "PIL.Image.Image", np.ndarray]
+ImageLike = Union[str, os.PathLike, "Image.Image", np.ndarray]
 
 
 class ImageCaptioner:

@@ -35,6 +35,8 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
+from .areas import AreaOfInterest, BoundingBox, PolygonArea, WholeRaster  # noqa: F401
+
 log = logging.getLogger(__name__)
 
 # Below this many pixels a side a tile is mostly resampling artefacts, and such a size is almost
@@ -140,80 +142,47 @@ class RasterInfo:
 
 
 # --------------------------------------------------------------------------------------------
-# Areas of interest
+# Areas of interest (plain data in areas.py; re-exported here)
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class WholeRaster:
-    """Tile the whole raster."""
+def read_polygon_file(path: Union[str, Path], layer: Union[str, int, None] = None
+                      ) -> PolygonArea:
+    """The polygons of a vector file's layer (the first when None) as a :class:`PolygonArea`
+    in the layer's CRS."""
+    from osgeo import ogr, osr
+
+    with _gdal_errors_captured() as last_error:
+        source = ogr.Open(str(path))
+        if source is None:
+            raise TilingError(f"cannot open polygons file {path}: {last_error() or 'unknown'}"
+                              ". Give a vector file OGR can read (GeoPackage, Shapefile, "
+                              "GeoJSON, ...).")
+        chosen = source.GetLayer(0 if layer is None else layer)
+        if chosen is None:
+            names = [source.GetLayer(i).GetName() for i in range(source.GetLayerCount())]
+            raise TilingError(f"polygons file {path} has no layer {layer!r}; its layers: "
+                              f"{names}")
+        srs = chosen.GetSpatialRef()
+        if srs is None:
+            raise TilingError(f"layer {chosen.GetName()!r} of {path} has no CRS: assign one "
+                              "(e.g. in QGIS, or ogr2ogr -a_srs EPSG:...) and try again.")
+        # OGR would otherwise swap to latitude, longitude for EPSG:4326 and friends.
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        wkts = []
+        for feature in chosen:
+            geometry = feature.GetGeometryRef()
+            if geometry is None or geometry.IsEmpty():
+                continue
+            if geometry.GetDimension() != 2:
+                raise TilingError(f"feature {feature.GetFID()} of {path} is a "
+                                  f"{geometry.GetGeometryName()}, not a polygon: a polygon "
+                                  "area needs polygons.")
+            wkts.append(geometry.ExportToWkt())
+        if not wkts:
+            raise TilingError(f"polygons file {path} (layer {chosen.GetName()!r}) has no "
+                              "polygon.")
+        return PolygonArea(geometries=tuple(wkts), crs=srs.ExportToWkt(), source=str(path))
 
 
-@dataclass(frozen=True)
-class BoundingBox:
-    """A rectangle in ``crs`` (any CRS string rasterio understands: "EPSG:4326", WKT, PROJ)."""
-
-    minx: float
-    miny: float
-    maxx: float
-    maxy: float
-    crs: str
-
-
-@dataclass(frozen=True)
-class PolygonArea:
-    """Polygons in ``crs``; tiles that miss every polygon are left out.
-
-    Each geometry is a GeoJSON-like mapping (a geometry, a Feature or a FeatureCollection) or a
-    WKT string. Coordinates are x, y (longitude, latitude for geographic CRSs), as in GeoJSON.
-    ``source`` names where they came from, for error messages.
-    """
-
-    geometries: Tuple[Union[str, Mapping[str, Any]], ...]
-    crs: str
-    source: str = "polygon area"
-
-    @classmethod
-    def from_file(cls, path: Union[str, Path], layer: Union[str, int, None] = None
-                  ) -> "PolygonArea":
-        """Read the polygons of a vector file (GeoPackage, Shapefile, GeoJSON, ...) with OGR.
-
-        ``layer`` is a layer name or index; the first layer when None.
-        """
-        from osgeo import ogr, osr
-
-        with _gdal_errors_captured() as last_error:
-            source = ogr.Open(str(path))
-            if source is None:
-                raise TilingError(f"cannot open polygons file {path}: {last_error() or 'unknown'}"
-                                  ". Give a vector file OGR can read (GeoPackage, Shapefile, "
-                                  "GeoJSON, ...).")
-            chosen = source.GetLayer(0 if layer is None else layer)
-            if chosen is None:
-                names = [source.GetLayer(i).GetName() for i in range(source.GetLayerCount())]
-                raise TilingError(f"polygons file {path} has no layer {layer!r}; its layers: "
-                                  f"{names}")
-            srs = chosen.GetSpatialRef()
-            if srs is None:
-                raise TilingError(f"layer {chosen.GetName()!r} of {path} has no CRS: assign one "
-                                  "(e.g. in QGIS, or ogr2ogr -a_srs EPSG:...) and try again.")
-            # OGR would otherwise swap to latitude, longitude for EPSG:4326 and friends.
-            srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-            wkts = []
-            for feature in chosen:
-                geometry = feature.GetGeometryRef()
-                if geometry is None or geometry.IsEmpty():
-                    continue
-                if geometry.GetDimension() != 2:
-                    raise TilingError(f"feature {feature.GetFID()} of {path} is a "
-                                      f"{geometry.GetGeometryName()}, not a polygon: a polygon "
-                                      "area needs polygons.")
-                wkts.append(geometry.ExportToWkt())
-            if not wkts:
-                raise TilingError(f"polygons file {path} (layer {chosen.GetName()!r}) has no "
-                                  "polygon.")
-            return cls(geometries=tuple(wkts), crs=srs.ExportToWkt(), source=str(path))
-
-
-AreaOfInterest = Union[WholeRaster, BoundingBox, PolygonArea]
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,10 +31,11 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, Q
                                  QSizePolicy, QSpinBox, QStackedWidget, QTabWidget,
                                  QVBoxLayout, QWidget)
 
+from ..model.areas import WholeRaster
 from . import layers
 from .captions_panel import CaptionsPanel
 from .parameters import (MIN_TILE_PIXELS, CaptionRequest, ExistingCaptions, ParameterError,
-                         WholeLayerArea, default_output_path, default_tile_size, engine_params,
+                         default_output_path, default_tile_size, engine_params,
                          existing_captions, next_free_path, polygons_area, raster_file_path,
                          shown_bands, tile_size_in_pixels, units_suffix, visible_extent_area)
 from .tasks import (CaptionRasterTask, EngineWarmUpTask, engine_devices, log_message,
@@ -634,7 +635,7 @@ class MapScribeDock(QgsDockWidget):
     def _gather_area(self):
         kind = self.area_kind()
         if kind == AREA_LAYER:
-            return WholeLayerArea()
+            return WholeRaster()
         if kind == AREA_POLYGONS:
             return polygons_area(self.polygon_combo.currentLayer(),
                                  self.selected_only.isChecked())

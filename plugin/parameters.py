@@ -23,6 +23,8 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeatureRequest, QgsGeome
                        QgsProviderRegistry, QgsRasterLayer, QgsUnitTypes, QgsVectorLayer,
                        QgsWkbTypes)
 
+from ..model.areas import AreaOfInterest, BoundingBox, PolygonArea
+
 CAPTIONS_LAYER = "captions"  # the engine's default layer name inside the GeoPackage
 OUTPUT_FOLDER_NAME = "mapscribe"  # under the system's temporary folder, for unsaved projects
 # Tiles need at least this many raster pixels a side (the engine's own limit, checked early so
@@ -41,32 +43,8 @@ class ParameterError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # Areas, as plain data
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ExtentArea:
-    """A rectangle in ``crs`` (an authority id such as "EPSG:3857", or WKT)."""
-
-    minx: float
-    miny: float
-    maxx: float
-    maxy: float
-    crs: str
-
-
-@dataclass(frozen=True)
-class WholeLayerArea:
-    """The whole raster."""
-
-
-@dataclass(frozen=True)
-class PolygonsArea:
-    """Polygons as WKT in ``crs``; ``source`` says where they came from, for messages."""
-
-    wkts: Tuple[str, ...]
-    crs: str
-    source: str
-
-
-Area = Union[ExtentArea, WholeLayerArea, PolygonsArea]
+# The engine's plain area classes (model/areas.py imports no GDAL, numpy or torch).
+Area = AreaOfInterest
 
 
 @dataclass(frozen=True)
@@ -94,18 +72,10 @@ def engine_params(request: CaptionRequest, *, overwrite: bool = False, resume: b
     """The engine's CaptionRasterParams for ``request`` (imports the engine, so torch)."""
     from ..model.captioning import CaptionRasterParams
     from ..model.raster_reader import BandMapping
-    from ..model.tiling import BoundingBox, PolygonArea, WholeRaster
 
-    area = request.area
-    if isinstance(area, ExtentArea):
-        engine_area = BoundingBox(area.minx, area.miny, area.maxx, area.maxy, crs=area.crs)
-    elif isinstance(area, PolygonsArea):
-        engine_area = PolygonArea(geometries=area.wkts, crs=area.crs, source=area.source)
-    else:
-        engine_area = WholeRaster()
     return CaptionRasterParams(
         raster=request.raster_path, model=request.model_path, output=request.output_path,
-        area=engine_area, tile_size=request.tile_size, tile_size_unit="map",
+        area=request.area, tile_size=request.tile_size, tile_size_unit="map",
         overlap=request.overlap_percent, overlap_unit="percent",
         bands=BandMapping(bands=tuple(request.bands)), batch_size=request.batch_size,
         beam_size=request.beam_size, device=request.device, layer=CAPTIONS_LAYER,
@@ -123,7 +93,7 @@ def crs_text(crs: QgsCoordinateReferenceSystem) -> str:
     authid = crs.authid()
     if authid.upper().startswith("EPSG:"):
         return authid
-    return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED)
+    return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
 
 
 def visible_extent_area(canvas) -> Area:
@@ -137,16 +107,16 @@ def visible_extent_area(canvas) -> Area:
     if canvas.rotation():
         outline = [QgsPointXY(point) for point in settings.visiblePolygon()]
         geometry = QgsGeometry.fromPolygonXY([outline])
-        return PolygonsArea((geometry.asWkt(),), crs, "the visible map (rotated)")
+        return PolygonArea((geometry.asWkt(),), crs, "the visible map (rotated)")
     extent = canvas.extent()
     if extent.isEmpty():
         raise ParameterError("area", "the map shows nothing yet (its extent is empty): zoom to "
                                      "the raster first, or choose Whole layer.")
-    return ExtentArea(extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
-                      extent.yMaximum(), crs)
+    return BoundingBox(extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
+                       extent.yMaximum(), crs)
 
 
-def polygons_area(layer: Optional[QgsVectorLayer], selected_only: bool) -> PolygonsArea:
+def polygons_area(layer: Optional[QgsVectorLayer], selected_only: bool) -> PolygonArea:
     """The polygons of ``layer`` (or only its selected ones) as WKT in the layer's CRS."""
     if layer is None:
         raise ParameterError("polygons", "choose a polygon layer for the area, or another kind "
@@ -168,7 +138,7 @@ def polygons_area(layer: Optional[QgsVectorLayer], selected_only: bool) -> Polyg
                  if feature.hasGeometry() and not feature.geometry().isEmpty())
     if not wkts:
         raise ParameterError("polygons", f"{source} hold no geometry: choose another layer.")
-    return PolygonsArea(wkts, crs_text(layer.crs()), source)
+    return PolygonArea(wkts, crs_text(layer.crs()), source)
 
 
 def raster_file_path(layer: Optional[QgsRasterLayer]) -> str:

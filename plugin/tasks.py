@@ -24,6 +24,8 @@ from typing import Callable, List, Optional, Set
 from qgis.core import Qgis, QgsMessageLog, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
+from ..model.progress import format_duration  # plain Python: no torch
+
 LOG_TAG = "MapScribe"  # the tab of QGIS's log panel
 _ALIVE: Set[QgsTask] = set()
 
@@ -47,14 +49,6 @@ class MessageLogHandler(logging.Handler):
             log_message(self.format(record), level)
         except Exception:  # noqa: BLE001 - logging must never raise into the caller
             self.handleError(record)
-
-
-def _duration(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return "--:--"
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
 
 
 class CaptionRasterTask(QgsTask):
@@ -121,7 +115,7 @@ class CaptionRasterTask(QgsTask):
         self.progress_updates.append(update)
         self.setProgress(100.0 * update.fraction)
         rate = f", {update.rate:.2g} {update.unit}/s" if update.rate else ""
-        left = f", {_duration(update.eta_s)} left" if update.eta_s is not None else ""
+        left = f", {format_duration(update.eta_s)} left" if update.eta_s is not None else ""
         self.progressText.emit(f"{update.done} of {update.total} {update.unit}{rate}{left}")
 
     # --- main thread -----------------------------------------------------------------------

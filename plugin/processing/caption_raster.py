@@ -13,8 +13,9 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeatureRequest, QgsGeome
                        QgsProcessingLayerPostProcessorInterface, QgsProcessingUtils,
                        QgsProviderRegistry)
 
+from ..parameters import crs_text
 from .common import (GROUP_CAPTIONING, MODEL_FILE_FILTER, FeedbackReporter, MapScribeAlgorithm,
-                     advanced, crs_text, default_model, engine_errors, engine_log_to,
+                     advanced, default_model, engine_errors, engine_log_to,
                      import_engine, split_ogr_destination, tr)
 
 TILE_SIZE_UNITS = ("map", "pixels")   # CaptionRasterParams.tile_size_unit

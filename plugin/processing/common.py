@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Tuple
 
-from qgis.core import (QgsCoordinateReferenceSystem, QgsDataSourceUri, QgsProcessingAlgorithm,
+from qgis.core import (QgsDataSourceUri, QgsProcessingAlgorithm,
                        QgsProcessingException, QgsProcessingParameterDefinition)
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
@@ -54,13 +54,6 @@ def advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParame
     """Put ``parameter`` in the dialog's collapsed "Advanced parameters" section."""
     parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
     return parameter
-
-
-def crs_text(crs: QgsCoordinateReferenceSystem) -> str:
-    """A CRS as the engine (rasterio/OSR) reads it: "EPSG:xxxx" when it has one, else WKT."""
-    if crs.authid():
-        return crs.authid()
-    return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
 
 
 class MapScribeAlgorithm(QgsProcessingAlgorithm):
@@ -257,6 +250,6 @@ def split_ogr_destination(destination: str) -> Tuple[str, Optional[str]]:
 
 
 __all__ = ["MapScribeAlgorithm", "FeedbackReporter", "engine_log_to", "engine_errors",
-           "import_engine", "default_model", "advanced", "crs_text", "split_ogr_destination",
+           "import_engine", "default_model", "advanced", "split_ogr_destination",
            "tr", "DEFAULT_MODEL_PATH", "ICON_PATH", "MODEL_FILE_FILTER", "GROUP_CAPTIONING",
            "GROUP_TRAINING"]

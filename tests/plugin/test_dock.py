@@ -27,8 +27,8 @@ from qgis.PyQt.QtWidgets import (QAbstractButton, QAbstractSpinBox, QApplication
                                  QLabel, QMessageBox, QWidget)
 
 from mapscribe.plugin.dock import MapScribeDock
-from mapscribe.plugin.parameters import (CaptionRequest, ExtentArea, PolygonsArea,
-                                         WholeLayerArea, default_output_path, engine_params)
+from mapscribe.model.areas import BoundingBox, PolygonArea, WholeRaster
+from mapscribe.plugin.parameters import CaptionRequest, default_output_path, engine_params
 
 REPO = Path(__file__).resolve().parents[2]
 RGB_BYTE = REPO / "tests" / "data" / "RGB.byte.tif"  # EPSG:32618, 791 × 718 px of ~300 m
@@ -187,10 +187,8 @@ def test_parameters_are_gathered_into_the_engine_params(dock, tiny_model_path, t
     request = dock.gather_request()
     assert request == CaptionRequest(
         raster_path=str(raster_copies[RGB_BYTE]), raster_name="RGB.byte", model_path=str(tiny_model_path),
-        area=WholeLayerArea(), tile_size=38_400.0, overlap_percent=10.0, batch_size=4,
+        area=WholeRaster(), tile_size=38_400.0, overlap_percent=10.0, batch_size=4,
         beam_size=2, device="cpu", output_path=str(tmp_path / "out.gpkg"), bands=(1, 2, 3))
-
-    from mapscribe.model.tiling import WholeRaster
 
     params = engine_params(request)
     assert (params.raster, params.model, params.output) == (str(raster_copies[RGB_BYTE]),
@@ -236,7 +234,7 @@ def test_visible_extent_keeps_the_canvas_crs_and_tiles_land_where_the_canvas_sho
 
     request = dock.gather_request()
     shown = canvas.extent()
-    assert request.area == ExtentArea(shown.xMinimum(), shown.yMinimum(), shown.xMaximum(),
+    assert request.area == BoundingBox(shown.xMinimum(), shown.yMinimum(), shown.xMaximum(),
                                       shown.yMaximum(), "EPSG:3857")
 
     from mapscribe.model.tiling import RasterInfo, TileGridParams, plan_tiles
@@ -274,8 +272,8 @@ def test_rotated_canvas_sends_its_visible_outline(dock, qgis_iface, tiny_model_p
         area = dock.gather_request().area
     finally:
         canvas.setRotation(0)
-    assert isinstance(area, PolygonsArea) and area.crs == "EPSG:3857"
-    outline = QgsGeometry.fromWkt(area.wkts[0])
+    assert isinstance(area, PolygonArea) and area.crs == "EPSG:3857"
+    outline = QgsGeometry.fromWkt(area.geometries[0])
     # The rotated view is a rotated rectangle: its outline is smaller than its bounding box.
     assert outline.area() < 0.9 * outline.boundingBox().area()
 
@@ -312,7 +310,7 @@ def test_polygons_of_a_vector_layer_optionally_only_selected(dock, tiny_model_pa
     dock.polygon_combo.setLayer(polygons)
 
     area = dock.gather_request().area
-    assert isinstance(area, PolygonsArea) and area.crs == "EPSG:4326" and len(area.wkts) == 2
+    assert isinstance(area, PolygonArea) and area.crs == "EPSG:4326" and len(area.geometries) == 2
 
     dock.selected_only.setChecked(True)
     QApplication.setActiveWindow(dock)
@@ -322,7 +320,7 @@ def test_polygons_of_a_vector_layer_optionally_only_selected(dock, tiny_model_pa
 
     polygons.selectByIds([next(polygons.getFeatures()).id()])
     area = dock.gather_request().area
-    assert len(area.wkts) == 1 and "selected" in area.source
+    assert len(area.geometries) == 1 and "selected" in area.source
 
     from mapscribe.model.tiling import RasterInfo, TileGridParams, plan_tiles
 
