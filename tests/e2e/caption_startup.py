@@ -3,39 +3,28 @@
 As a user would: load RGB.byte.tif (UTM 18N) with the project and the canvas in Web Mercator,
 zoom to the middle of it, open the MapScribe dock with its toolbar button, choose the model and
 a tile size, click Run, wait for the task, then move through the captions panel with the arrow
-keys. Everything seen goes into a JSON file (MAPSCRIBE_E2E_RESULT) for the test to assert;
-screenshots go to MAPSCRIBE_E2E_SHOTS. It never asserts: a failure is written down and QGIS
-always exits. Steps run QTimer ticks apart so QGIS's event loop runs between them.
+keys. qgis_steps.py runs the steps, writes what they saw to the JSON result and exits QGIS.
 """
 
-import json
 import os
-import traceback
-from pathlib import Path
+import sys
 
-import qgis.utils
-from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform,
+# QGIS runs this file with exec(), without __file__: the test names this folder.
+sys.path.insert(0, os.environ["MAPSCRIBE_E2E_DIR"])
+
+from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform,  # noqa: E402
                        QgsProject, QgsRectangle)
-from qgis.PyQt.QtCore import Qt, QTimer
-from qgis.PyQt.QtTest import QTest
-from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QToolBar
-from qgis.utils import iface
+from qgis.PyQt.QtCore import Qt  # noqa: E402
+from qgis.PyQt.QtTest import QTest  # noqa: E402
+from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QToolBar  # noqa: E402
+from qgis.utils import iface  # noqa: E402
+from qgis_steps import SHOTS, Wait, checks, run_steps  # noqa: E402
 
-RESULT_PATH = Path(os.environ["MAPSCRIBE_E2E_RESULT"])
-SHOTS = Path(os.environ["MAPSCRIBE_E2E_SHOTS"])
 RASTER = os.environ["MAPSCRIBE_E2E_RASTER"]
 MODEL = os.environ["MAPSCRIBE_E2E_MODEL"]
 OUTPUT = os.environ["MAPSCRIBE_E2E_OUTPUT"]
-WATCHDOG_MS = int(os.environ.get("MAPSCRIBE_E2E_WATCHDOG_MS", "150000"))
 TILE_PIXELS = 128
-STEP_MS = 300
-
-_captured = getattr(qgis.utils, "mapscribe_e2e_captured", None)
-result = {"steps": [], "checks": {}, "errors": [], "finished": False,
-          "messages": _captured["messages"] if _captured else [],
-          "stack_dialogs": _captured["stack_dialogs"] if _captured else []}
 state = {}
-checks = result["checks"]
 
 
 def _dock():
@@ -209,59 +198,13 @@ def _after_flashes():
     return state["idle_polls"] >= 10  # 2 s of an idle canvas
 
 
-# (step, condition to wait for before it, time-out in ms)
-STEPS = [(step_load_raster, None, 0), (step_web_mercator_middle, None, 0),
-         (step_open_dock, None, 0),
-         (step_configure, lambda: _dock().engine_ready, 60_000),
-         (step_screenshot_dock, None, 0), (step_click_run, None, 0),
-         (step_results, _run_over, 120_000), (step_open_captions, None, 0),
-         (_press(Qt.Key_Down), None, 0), (_press(Qt.Key_Down), None, 0),
-         (_press(Qt.Key_Down), None, 0), (step_after_keys, None, 0),
-         (step_map_screenshot, _after_flashes, 30_000)]
-
-
-def _finish(code):
-    if state.get("done"):  # the watchdog may fire while QGIS is already shutting down
-        return
-    state["done"] = True
-    RESULT_PATH.write_text(json.dumps(result, indent=2, default=str))
-    QgsApplication.exit(code)
-
-
-def _run(index=0, waited=0):
-    if index == len(STEPS):
-        result["finished"] = True
-        _finish(0)
-        return
-    step, condition, timeout = STEPS[index]
-    try:
-        ready = condition is None or condition()
-    except Exception:
-        ready = False
-    if not ready:
-        if waited > timeout:
-            result["errors"].append(f"timed out before {step.__name__} after {waited} ms")
-            _finish(2)
-            return
-        QTimer.singleShot(200, lambda: _run(index, waited + 200))
-        return
-    result["steps"].append(step.__name__)
-    try:
-        step()
-    except Exception:  # written down for the test to show, and QGIS still exits
-        result["errors"].append(f"{step.__name__}: {traceback.format_exc()}")
-        _finish(1)
-        return
-    QTimer.singleShot(STEP_MS, lambda: _run(index + 1))
-
-
-def _watchdog():
-    result["errors"].append(f"watchdog: still running after {WATCHDOG_MS} ms "
-                            f"(last step {result['steps'][-1:]})")
-    _finish(3)
-
-
-SHOTS.mkdir(parents=True, exist_ok=True)
-iface.mainWindow().resize(1600, 1000)
-QTimer.singleShot(WATCHDOG_MS, _watchdog)
-QTimer.singleShot(1000, _run)
+run_steps([
+    step_load_raster, step_web_mercator_middle, step_open_dock,
+    Wait(lambda: _dock().engine_ready, 60_000, "the dock's engine check"),
+    step_configure, step_screenshot_dock, step_click_run,
+    Wait(_run_over, 120_000, "the captioning task"),
+    step_results, step_open_captions,
+    _press(Qt.Key_Down), _press(Qt.Key_Down), _press(Qt.Key_Down), step_after_keys,
+    Wait(_after_flashes, 30_000, "the canvas to be drawn and the tile flashes to end"),
+    step_map_screenshot,
+])

@@ -12,22 +12,14 @@ artifacts folder for people to look at.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-try:
-    from .test_desktop import _install_plugin, _qgis_environment, _require
-except ImportError:  # tests/e2e is not a package: pytest put this folder on sys.path
-    from test_desktop import _install_plugin, _qgis_environment, _require
+from desktop import REPO, install_plugin, require, run_desktop
 
-REPO = Path(__file__).resolve().parents[2]
 STARTUP = Path(__file__).with_name("caption_startup.py")
 RGB_BYTE = REPO / "tests" / "data" / "RGB.byte.tif"
 DEFAULT_MODEL = REPO / "resources" / "default.mscap"
@@ -47,48 +39,19 @@ def model_for_desktop(request) -> Path:
     return request.getfixturevalue("tiny_model_path")
 
 
-def _run_qgis(command, env):
-    """QGIS in its own process group, the whole group (Xvfb too) killed on time-out."""
-    started = time.monotonic()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=QGIS_TIMEOUT_S)
-        code = process.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        code = None
-    return code, output, time.monotonic() - started
-
-
 def test_caption_the_visible_extent_from_the_dock(tmp_path, artifacts_dir, model_for_desktop):
-    _require("xvfb-run")
-    _require("qgis")
-    profiles = _install_plugin(tmp_path)
+    require("xvfb-run")
+    require("qgis")
+    profiles = install_plugin(tmp_path)
     raster = tmp_path / "RGB.byte.tif"  # QGIS writes statistics beside what it shows
     shutil.copyfile(RGB_BYTE, raster)
-    result_path = tmp_path / "result.json"
     output = tmp_path / "out" / "rgb-captions.gpkg"
-    env = _qgis_environment(tmp_path, result_path, artifacts_dir)
-    env.update({"MAPSCRIBE_E2E_RASTER": str(raster), "MAPSCRIBE_E2E_MODEL": str(model_for_desktop),
-                "MAPSCRIBE_E2E_OUTPUT": str(output),
-                "MAPSCRIBE_E2E_WATCHDOG_MS": str((QGIS_TIMEOUT_S - 20) * 1000)})
-    command = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "qgis", "--nologo",
-               "--noversioncheck", "--profiles-path", str(profiles), "--code", str(STARTUP)]
-    code, qgis_output, seconds = _run_qgis(command, env)
-    (artifacts_dir / "desktop-caption-qgis-output.txt").write_text(qgis_output)
-
-    recorded = result_path.read_text() if result_path.exists() else "(no result file)"
-    context = (f"\nQGIS exit code {code} after {seconds:.0f} s"
-               f"\n--- QGIS output (last 6000 characters) ---\n{qgis_output[-6000:]}"
-               f"\n--- {result_path.name} ---\n{recorded[-10000:]}")
-    assert result_path.exists(), "caption_startup.py wrote no result" + context
-    result = json.loads(recorded)
-    assert result["stack_dialogs"] == [], "QGIS reported Python errors (dialogs)" + context
-    assert result["errors"] == [], f"caption_startup.py failed: {result['errors']}" + context
-    assert result["finished"] and code == 0, "QGIS did not finish cleanly" + context
-    checks = result["checks"]
+    run = run_desktop(
+        STARTUP, tmp_path=tmp_path, artifacts_dir=artifacts_dir, name="desktop-caption",
+        profiles=profiles, timeout_s=QGIS_TIMEOUT_S,
+        variables={"MAPSCRIBE_E2E_RASTER": raster, "MAPSCRIBE_E2E_MODEL": model_for_desktop,
+                   "MAPSCRIBE_E2E_OUTPUT": output})
+    checks, context = run.checks, run.context
 
     # The set-up: a UTM raster under a Web Mercator canvas; the dock opened by its button.
     assert checks["raster_valid"] and checks["raster_crs"] == "EPSG:32618", context
@@ -102,16 +65,16 @@ def test_caption_the_visible_extent_from_the_dock(tmp_path, artifacts_dir, model
 
     # The run, its layer in the MapScribe group, every tile with its caption.
     assert checks["task_error"] is None, context
-    run = checks["result"]
+    job = checks["result"]
     # The middle of the raster: fewer tiles than the 42 of the whole of it.
-    assert run["stopped"] == "completed" and 4 <= run["tiles"] < 42, context
+    assert job["stopped"] == "completed" and 4 <= job["tiles"] < 42, context
     assert checks["progress_bar"] == 100 and checks["progress_updates"] >= 1, context
     assert checks["status"].startswith("Done:"), context
     assert len(checks["group_layers"]) == 1, "no layer (or several) in the MapScribe group" + context
     features = checks["features"]
-    assert len(features) == run["tiles"], context
+    assert len(features) == job["tiles"], context
     captioned = [f for f in features if f["status"] != "nodata"]
-    assert len(captioned) == run["captioned"] >= 1, context
+    assert len(captioned) == job["captioned"] >= 1, context
     assert all(f["caption"] and len(f["caption"].split()) >= 2 for f in captioned), context
     assert checks["layer_crs"] == "EPSG:32618" and checks["labels_enabled"], context
     assert '"caption"' in checks["map_tip"], context
@@ -135,9 +98,6 @@ def test_caption_the_visible_extent_from_the_dock(tmp_path, artifacts_dir, model
     # Copy caption put the current tile's caption (or, without one, what the list says).
     assert checks["clipboard"] and checks["current_text"].endswith(checks["clipboard"]), context
 
-    python_problems = [m for m in result["messages"]
-                       if m["tag"] in ("Python error", "Python warning")]
-    assert python_problems == [], "Python errors/warnings in QGIS's message log" + context
-    for shot in ("desktop-caption-dock.png", "desktop-captioned-map.png",
-                 "desktop-captions-panel.png"):
-        assert (artifacts_dir / shot).stat().st_size > 10_000, shot + context
+    assert run.python_problems() == [], "Python errors/warnings in QGIS's message log" + context
+    run.assert_screenshots("desktop-caption-dock.png", "desktop-captioned-map.png",
+                           "desktop-captions-panel.png")

@@ -11,15 +11,13 @@ directly.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from desktop import REPO, clean_environment, require
+
 RGB_BYTE = REPO / "tests" / "data" / "RGB.byte.tif"
 UCM_SAMPLE = REPO / "tests" / "data" / "ucm-sample"
 RUN_TIMEOUT_S = 180
@@ -35,16 +33,11 @@ class QgisProcess:
         plugins = root / "plugins"
         plugins.mkdir()
         (plugins / "mapscribe").symlink_to(REPO, target_is_directory=True)
-        self.env = dict(os.environ)
-        # pytest-qgis's settings folder and any other copy of the plugin must not leak in.
-        for name in ("QGIS_CUSTOM_CONFIG_PATH", "QGIS_OPTIONS_PATH", "PYTHONPATH",
-                     "MAPSCRIBE_METEOR_JAR"):
-            self.env.pop(name, None)
-        self.env.update({
-            "HOME": str(root / "home"), "QT_QPA_PLATFORM": "offscreen",
-            "QGIS_PLUGINPATH": str(plugins),
-            # Not resolved: the venv's own bin, so that QGIS's Python uses the venv.
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+        # The venv's bin first, so that QGIS's Python uses the venv (torch); pytest-qgis's
+        # settings folder and any other copy of the plugin do not leak in.
+        self.env = clean_environment(root / "home", venv_python=True)
+        self.env.pop("MAPSCRIBE_METEOR_JAR", None)  # a jar set in this shell must not leak in
+        self.env.update({"QT_QPA_PLATFORM": "offscreen", "QGIS_PLUGINPATH": str(plugins)})
 
     def __call__(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([self.program, *args], capture_output=True, text=True,
@@ -64,10 +57,8 @@ class QgisProcess:
 
 @pytest.fixture(scope="module")
 def qgis_process(tmp_path_factory) -> QgisProcess:
-    program = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
     # Not a skip: the shell front door must be tested. make setup installs qgis.
-    assert Path(program).is_file(), "qgis_process.bin is not installed: run `make setup`"
-    runner = QgisProcess(program, tmp_path_factory.mktemp("qgis-process"))
+    runner = QgisProcess(require("qgis_process.bin"), tmp_path_factory.mktemp("qgis-process"))
     enabled = runner("plugins", "enable", "mapscribe")
     assert enabled.returncode == 0, enabled.stdout + enabled.stderr
     return runner
