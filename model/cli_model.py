@@ -53,6 +53,8 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--feature-variants", type=int, default=4,
                        help="flipped/rotated versions of each image cached (1..8, default 4)")
     train.add_argument("--feature-cache", metavar="DIR", help="keep encoder features on disk")
+    train.add_argument("--attention-regularisation", type=float, default=0.2, metavar="W",
+                       help="weight of the doubly stochastic attention penalty (default 0.2)")
     train.add_argument("--patience", type=int, default=4,
                        help="stop after this many epochs without a better CIDEr-D (0: never)")
     train.add_argument("--checkpoint", metavar="FILE",
@@ -120,6 +122,7 @@ def _train(args: argparse.Namespace) -> int:
             freeze_encoder=not args.fine_tune, encoder_lr=args.encoder_lr,
             weights_path=args.encoder_weights, feature_variants=args.feature_variants,
             feature_cache_dir=args.feature_cache, checkpoint=args.checkpoint,
+            attention_regularisation=args.attention_regularisation,
             resume=args.resume, early_stopping_patience=args.patience, device=args.device,
             seed=args.seed, half=args.half, ground_resolution_m=args.ground_resolution,
             overwrite=args.overwrite)

@@ -629,7 +629,7 @@ def merge_caption_folders(out: "str | os.PathLike", folders: Sequence["str | os.
         else:
             target.symlink_to((Path(folder) / IMAGES).resolve(), target_is_directory=True)
         for record in source.records:
-            relative = record.image_path.relative_to((Path(folder) / IMAGES).absolute())
+            relative = PurePosixPath(record.filename)  # checked: inside images/
             if copy:
                 (target / relative).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(record.image_path, target / relative)

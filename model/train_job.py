@@ -31,6 +31,7 @@ class TrainJobParams:
     encoder_lr: float = 1e-4
     weights_path: Optional[str] = None            # encoder weights file (state_dict)
     feature_variants: int = 4
+    attention_regularisation: float = 0.2
     feature_cache_dir: Optional[str] = None
     checkpoint: Optional[str] = None              # default: <out>.checkpoint.pt
     resume: Optional[str] = None                  # a checkpoint to continue from
@@ -77,6 +78,7 @@ def train_captioner(params: TrainJobParams, progress: Optional[ProgressCallback]
                         val_split_pct=params.val_split_pct,
                         min_word_count=params.min_word_count)
     fit_options = dict(encoder_lr=params.encoder_lr, feature_variants=params.feature_variants,
+                       attention_regularisation=params.attention_regularisation,
                        feature_cache_dir=params.feature_cache_dir, seed=params.seed,
                        early_stopping_patience=params.early_stopping_patience,
                        validation_beam=params.validation_beam)

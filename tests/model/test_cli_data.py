@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -65,7 +66,9 @@ def test_data_merge_combines_folders_keeping_splits(tmp_path):
     second = tmp_path / "second"
     shutil.copytree(TEST_DATA / "ucm-sample", second)
     out = tmp_path / "merged"
-    result = run("data", "merge", str(out), str(TEST_DATA / "ucm-sample"), str(second))
+    # A relative path with ".." in it, as the Makefile gives ../shared/data/...
+    relative = os.path.relpath(TEST_DATA / "ucm-sample", Path.cwd())
+    result = run("data", "merge", str(out), relative, str(second))
     assert result.returncode == 0, result.stderr
     assert "16 images (train 12, val 2, test 2)" in result.stdout
     document = json.loads((out / "annotations.json").read_text())
