@@ -112,6 +112,7 @@ class CaptionFolder:
     problems: List[Problem]
     split_source: str                        # 'annotations', 'val_split_pct' or 'mixed'
     val_split_pct: float = 0.1
+    dataset_name: Optional[str] = None       # the annotations' "dataset" field, when given
 
     @property
     def errors(self) -> List[Problem]:
@@ -136,7 +137,8 @@ class CaptionFolder:
 
     @property
     def name(self) -> str:
-        return self.root.name
+        """The dataset's own name (its annotations' "dataset" field), else the folder's."""
+        return self.dataset_name or self.root.name
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -184,7 +186,9 @@ def read_caption_folder(folder: "str | os.PathLike", *, strict: bool = False,
         log.warning("%s: %d error(s) and %d warning(s) found; the affected entries are left "
                     "out or converted (see the folder's problem report)", root, n_errors,
                     len(problems) - n_errors)
-    return CaptionFolder(root, fmt, records, problems, split_source, float(val_split_pct))
+    name = document.get("dataset") if isinstance(document.get("dataset"), str) else None
+    return CaptionFolder(root, fmt, records, problems, split_source, float(val_split_pct),
+                         name)
 
 
 def _load_annotations(root: Path) -> Any:
