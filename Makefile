@@ -81,8 +81,8 @@ package:
 demo: setup
 	@test -f $(DEFAULT_MODEL) || { echo "$(DEFAULT_MODEL) is missing: run make default-model"; exit 1; }
 	@mkdir -p demo-output
-	$(MAPSCRIBE) caption $(SAMPLE_RASTER) --model $(DEFAULT_MODEL) --tile-size 224 \
-		--tile-size-unit pixels --out demo-output/grid.gpkg --overwrite
+	$(MAPSCRIBE) caption $(SAMPLE_RASTER) --model $(DEFAULT_MODEL) --out demo-output/grid.gpkg \
+		--overwrite
 	$(MAPSCRIBE) export demo-output/grid.gpkg --format html --out demo-output/report.html
 	@echo
 	@echo "Captioned grid: $(CURDIR)/demo-output/grid.gpkg (open it in QGIS)"
