@@ -83,27 +83,31 @@ def normalised_score(total: torch.Tensor, length: torch.Tensor, penalty: float) 
 @torch.no_grad()
 def beam_search(decoder: AttentionDecoder, features: torch.Tensor,
                 params: DecodingParams) -> BeamResult:
-    """Caption B images at once. features (B, P, C) from the encoder."""
+    """Caption B images at once. features (B, P, C) from the encoder.
+
+    Images whose search is over (no live hypothesis left) leave the working tensors at once,
+    so the steps of long captions are not paid for by the images that finished early."""
     batch, cells, _ = features.shape
     beams = params.beam_size
     steps = params.max_length
     device = features.device
     banned = banned_word_ids(params)
-    rows = batch * beams
+    rank = torch.arange(beams, device=device).unsqueeze(0)                    # (1, K)
 
+    # The working set: A images still searched (their global ids in `active`), K rows each.
+    active = torch.arange(batch, device=device)                               # (A,)
     memory, state = decoder.start(features)
     # Every beam of an image shares its memory: expand it once, never reorder it.
-    beam_image = torch.arange(batch, device=device).repeat_interleave(beams)   # (N,)
+    beam_image = active.repeat_interleave(beams)                              # (A·K,)
     memory, state = memory.select(beam_image), state.select(beam_image)
-    words = torch.full((rows,), Vocabulary.start_id, dtype=torch.long, device=device)
-
+    words = torch.full((batch * beams,), Vocabulary.start_id, dtype=torch.long, device=device)
     # Live hypotheses: only slot 0 of each image is live at the start.
-    scores = torch.full((batch, beams), float("-inf"), device=device)
+    scores = torch.full((batch, beams), float("-inf"), device=device)        # (A, K)
     scores[:, 0] = 0.0
     sequences = torch.zeros((batch, beams, 0), dtype=torch.long, device=device)
     history = features.new_zeros((batch, beams, 0, cells)) if params.return_attention else None
 
-    # Finished hypotheses, at most K per image, in the order they finished.
+    # Finished hypotheses of every image, at most K each, in the order they finished.
     done_tokens = torch.full((batch, beams, steps), Vocabulary.pad_id, dtype=torch.long,
                              device=device)
     done_length = torch.ones((batch, beams), dtype=torch.long, device=device)
@@ -111,51 +115,71 @@ def beam_search(decoder: AttentionDecoder, features: torch.Tensor,
     done_attention = (features.new_zeros((batch, beams, steps, cells))
                       if params.return_attention else None)
     done_count = torch.zeros(batch, dtype=torch.long, device=device)
-    image_offset = (torch.arange(batch, device=device) * beams).unsqueeze(1)  # (B, 1)
-    rank = torch.arange(beams, device=device).unsqueeze(0)                    # (1, K)
 
     for step in range(steps):
+        searched = active.numel()
+        rows = searched * beams
         logits, state, weights = decoder.step(words, memory, state)
-        log_probs = word_log_probs(logits, banned)                            # (N, V)
+        log_probs = word_log_probs(logits, banned)                            # (A·K, V)
         vocabulary_size = log_probs.size(1)
-        expanded = (scores.unsqueeze(2) + log_probs.view(batch, beams, vocabulary_size))
-        best, flat_index = expanded.view(batch, -1).topk(beams, dim=1)       # (B, K) sorted
-        parent = torch.div(flat_index, vocabulary_size, rounding_mode="floor")  # (B, K)
+        expanded = (scores.unsqueeze(2) + log_probs.view(searched, beams, vocabulary_size))
+        best, flat_index = expanded.view(searched, -1).topk(beams, dim=1)    # (A, K) sorted
+        parent = torch.div(flat_index, vocabulary_size, rounding_mode="floor")  # (A, K)
         word = flat_index % vocabulary_size
 
         # An image keeps only its best K − finished expansions.
-        taken = (rank < (beams - done_count).unsqueeze(1)) & torch.isfinite(best)
+        taken = (rank < (beams - done_count[active]).unsqueeze(1)) & torch.isfinite(best)
         ends = taken & (word == Vocabulary.end_id)
         live = taken & ~ends
 
-        rows_kept = (image_offset + parent).view(-1)                          # (N,)
-        sequences = torch.cat([sequences.reshape(rows, step)[rows_kept].view(batch, beams, step),
-                               word.unsqueeze(2)], dim=2)                     # (B, K, step+1)
+        offset = (torch.arange(searched, device=device) * beams).unsqueeze(1)  # (A, 1)
+        rows_kept = (offset + parent).view(-1)                                # (A·K,)
+        sequences = torch.cat([sequences.reshape(rows, step)[rows_kept]
+                               .view(searched, beams, step), word.unsqueeze(2)], dim=2)
         if history is not None:
-            step_weights = weights.view(batch, beams, 1, cells)
+            step_weights = weights.view(rows, 1, cells)[rows_kept]
             history = torch.cat([history.reshape(rows, step, cells)[rows_kept]
-                                 .view(batch, beams, step, cells),
-                                 step_weights.view(rows, 1, cells)[rows_kept]
-                                 .view(batch, beams, 1, cells)], dim=2)
+                                 .view(searched, beams, step, cells),
+                                 step_weights.view(searched, beams, 1, cells)], dim=2)
 
         if ends.any():
-            image, beam = ends.nonzero(as_tuple=True)
-            slot = done_count[image] + (ends.long().cumsum(dim=1) - 1)[image, beam]
-            done_tokens[image, slot, :step + 1] = sequences[image, beam]
+            local, beam = ends.nonzero(as_tuple=True)
+            image = active[local]
+            slot = done_count[image] + (ends.long().cumsum(dim=1) - 1)[local, beam]
+            done_tokens[image, slot, :step + 1] = sequences[local, beam]
             done_length[image, slot] = step + 1
-            done_total[image, slot] = best[image, beam]
+            done_total[image, slot] = best[local, beam]
             if history is not None:
-                done_attention[image, slot, :step + 1] = history[image, beam]
-            done_count += ends.sum(dim=1)
+                done_attention[image, slot, :step + 1] = history[local, beam]
+            done_count[active] += ends.sum(dim=1)
 
         scores = torch.where(live, best, torch.full_like(best, float("-inf")))
-        if not live.any():
+        searching = live.any(dim=1)                                           # (A,)
+        if not searching.any():
             break
+        if not searching.all():
+            keep = searching.nonzero().squeeze(1)
+            active, scores, sequences, word = active[keep], scores[keep], sequences[keep], \
+                word[keep]
+            history = history[keep] if history is not None else None
+            rows_kept = rows_kept.view(searched, beams)[keep].view(-1)
+            memory = memory.select((keep.unsqueeze(1) * beams + rank).view(-1))
         state = state.select(rows_kept)
-        words = word.view(-1)
+        words = word.reshape(-1)
 
+    # The images still searched at the end may have no finished hypothesis: their live ones
+    # are the fallback.
+    live_sequences = torch.full((batch, beams, sequences.size(2)), Vocabulary.pad_id,
+                                dtype=torch.long, device=device)
+    live_sequences[active] = sequences
+    live_scores = torch.full((batch, beams), float("-inf"), device=device)
+    live_scores[active] = scores
+    live_history = None
+    if history is not None:
+        live_history = features.new_zeros((batch, beams, history.size(2), cells))
+        live_history[active] = history
     return _choose(params, done_tokens, done_length, done_total, done_attention, done_count,
-                   sequences, scores, history)
+                   live_sequences, live_scores, live_history)
 
 
 def _choose(params: DecodingParams, done_tokens, done_length, done_total, done_attention,
