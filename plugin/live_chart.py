@@ -8,6 +8,7 @@ marker shape as well as by colour (Okabe–Ito colours, readable with colour-vis
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -16,6 +17,9 @@ from qgis.PyQt.QtCore import QCoreApplication, QPointF, QRectF, QSize, Qt
 from qgis.PyQt.QtGui import QColor, QPainter, QPainterPath, QPalette, QPen, QPolygonF
 from qgis.PyQt.QtWidgets import (QAbstractItemView, QHeaderView, QSizePolicy, QTableWidget,
                                  QTableWidgetItem, QVBoxLayout, QWidget)
+
+
+LOGGER = logging.getLogger(__name__)
 
 
 def _tr(text: str) -> str:
@@ -58,22 +62,33 @@ def _format(value: Optional[float]) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+def _finite(value: Optional[float]) -> Optional[float]:
+    """The value to plot, or None for nothing to plot (not measured, NaN or infinite: a
+    diverging loss is in the table, not on the axis)."""
+    return value if value is not None and math.isfinite(value) else None
+
+
 def nice_ticks(low: float, high: float, count: int = 4) -> List[float]:
-    """About ``count`` round tick values covering [low, high] (steps of 1, 2 or 5 × 10^k)."""
+    """About ``count`` round tick values covering [low, high] (steps of 1, 2 or 5 × 10^k).
+
+    Always two ticks or more, strictly increasing, for finite input (a flat or nearly flat
+    range, such as one epoch's BLEU-4 of 1e-12 beside a CIDEr-D of 0, becomes [low, low + 1]);
+    [] when either end is not finite.
+    """
     if not math.isfinite(low) or not math.isfinite(high):
         return []
-    if high <= low:
+    if high - low <= 1e-9 * max(1.0, abs(low), abs(high)):
         high = low + 1.0
     raw = (high - low) / max(1, count)
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    exponent = math.floor(math.log10(raw))
+    step = next(m * 10.0 ** exponent for m in (1, 2, 5, 10) if m * 10.0 ** exponent >= raw)
+    # Round to the step's own precision: a fixed number of decimals would turn the ticks of a
+    # tiny range into equal values.
+    decimals = max(0, 1 - math.floor(math.log10(step)))
     first = math.floor(low / step) * step
-    ticks, value = [], first
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 10))
-        value += step
-    if ticks[-1] < high:
-        ticks.append(round(value, 10))
+    ticks = [round(first, decimals)]
+    while ticks[-1] < high:
+        ticks.append(round(first + len(ticks) * step, decimals))
     return ticks
 
 
@@ -98,10 +113,16 @@ class _ChartCanvas(QWidget):
         painter.fillRect(self.rect(), palette.color(QPalette.Base))
         points = self.owner.epochs()
         width = self.width() / 2.0
-        for panel in (0, 1):
-            area = QRectF(panel * width, 0, width, self.height()).adjusted(4, 4, -4, -4)
-            self._panel(painter, area, panel, points, palette)
-        painter.end()
+        try:
+            for panel in (0, 1):
+                area = QRectF(panel * width, 0, width, self.height()).adjusted(4, 4, -4, -4)
+                self._panel(painter, area, panel, points, palette)
+        except Exception:  # noqa: BLE001
+            # An exception escaping a Qt virtual aborts the whole of QGIS (PyQt calls qFatal);
+            # the table under the chart still has every number.
+            LOGGER.exception("The training chart could not be drawn")
+        finally:
+            painter.end()
 
     def _panel(self, painter: QPainter, area: QRectF, panel: int, points: Sequence[EpochPoint],
                palette: QPalette) -> None:
@@ -125,8 +146,8 @@ class _ChartCanvas(QWidget):
             painter.drawText(QPointF(x + 26, legend_y + metrics.ascent() / 2.5), label)
             x += 34 + metrics.horizontalAdvance(label)
 
-        values = [getattr(p, s.field) for p in points for s in series
-                  if getattr(p, s.field) is not None]
+        values = [_finite(getattr(p, s.field)) for p in points for s in series
+                  if _finite(getattr(p, s.field)) is not None]
         plot = QRectF(area.left() + metrics.horizontalAdvance("00.000") + 8,
                       area.top() + line * 2.4, 0, 0)
         plot.setRight(area.right() - 8)
@@ -139,6 +160,9 @@ class _ChartCanvas(QWidget):
             painter.setPen(text)
             painter.drawText(plot, Qt.AlignCenter | Qt.TextWordWrap,
                              _tr("No epoch finished yet") if not points
+                             else _tr("Not a finite number: see the table")
+                             if any(getattr(p, s.field) is not None
+                                    for p in points for s in series)
                              else _tr("Not measured (no validation images)"))
             return
         low, high = min(values), max(values)
@@ -170,8 +194,8 @@ class _ChartCanvas(QWidget):
         painter.drawText(QRectF(plot.left(), plot.bottom() + line * 0.8, plot.width(), line),
                          Qt.AlignHCenter | Qt.AlignTop, _tr("epoch"))
         for s in series:
-            known = [(p.epoch, getattr(p, s.field)) for p in points
-                     if getattr(p, s.field) is not None]
+            known = [(p.epoch, _finite(getattr(p, s.field))) for p in points
+                     if _finite(getattr(p, s.field)) is not None]
             if not known:
                 continue
             painter.setPen(QPen(QColor(s.colour), 2, s.pen_style))
