@@ -33,6 +33,7 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, Q
 
 from ..model.areas import WholeRaster
 from . import layers
+from .accessible import browse_button, describe
 from .captions_panel import CaptionsPanel
 from .parameters import (MIN_TILE_PIXELS, CaptionRequest, ExistingCaptions, ParameterError,
                          default_output_path, default_tile_size, engine_params,
@@ -58,13 +59,6 @@ FALLBACK_DEVICES = (("auto", "Automatic (GPU when there is one)"), ("cpu", "CPU"
 
 def _tr(text: str) -> str:
     return QCoreApplication.translate("MapScribeDock", text)
-
-
-def _describe(widget: QWidget, name: str, description: str) -> QWidget:
-    widget.setAccessibleName(name)
-    widget.setAccessibleDescription(description)
-    widget.setToolTip(description)
-    return widget
 
 
 def _narrow(combo: QComboBox) -> None:
@@ -123,7 +117,7 @@ class MapScribeDock(QgsDockWidget):
 
         self.tabs = QTabWidget(self)
         self.tabs.setObjectName("MapScribeTabs")
-        _describe(self.tabs, _tr("MapScribe sections"), _tr(
+        describe(self.tabs, _tr("MapScribe sections"), _tr(
             "Caption a raster, or read the captions already made."))
         self.tabs.tabBar().setAccessibleName(_tr("MapScribe sections"))
         self.form_page = self._build_form()
@@ -167,7 +161,7 @@ class MapScribeDock(QgsDockWidget):
         _narrow(self.raster_combo)
         self.raster_combo.setObjectName("MapScribeRaster")
         self.raster_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
-        _describe(self.raster_combo, _tr("Raster layer"), _tr(
+        describe(self.raster_combo, _tr("Raster layer"), _tr(
             "The raster layer to caption. The bands shown on the map are the ones captioned."))
         form.addRow(self._label(_tr("Raster la&yer:"), self.raster_combo), self.raster_combo)
         self.raster_info = self._info_label("MapScribeRasterInfo", _tr("Raster details"))
@@ -182,12 +176,12 @@ class MapScribeDock(QgsDockWidget):
         self.model_widget.setStorageMode(QgsFileWidget.GetFile)
         self.model_widget.setFilter(_tr("MapScribe models (*.mscap);;All files (*)"))
         self.model_widget.setDialogTitle(_tr("Choose a MapScribe model file"))
-        _describe(self.model_widget, _tr("Model file"), _tr(
+        describe(self.model_widget, _tr("Model file"), _tr(
             "The captioning model, a .mscap file written by MapScribe."))
-        _describe(self.model_widget.lineEdit(), _tr("Model file path"), _tr(
+        describe(self.model_widget.lineEdit(), _tr("Model file path"), _tr(
             "Path of the .mscap model file; type it or use the browse button."))
         self.model_browse = self._file_button(self.model_widget)
-        _describe(self.model_browse, _tr("Browse for a model file"), _tr(
+        describe(self.model_browse, _tr("Browse for a model file"), _tr(
             "Opens a file dialog to choose a .mscap model file."))
         form.addRow(self._label(_tr("&Model file:"), self.model_widget.lineEdit()),
                     self.model_widget)
@@ -195,7 +189,7 @@ class MapScribeDock(QgsDockWidget):
         form.addRow(self.model_info)
         self.train_button = QPushButton(_tr("&Train a model…"), model_box)
         self.train_button.setObjectName("MapScribeTrain")
-        _describe(self.train_button, _tr("Train a model"), _tr(
+        describe(self.train_button, _tr("Train a model"), _tr(
             "Opens the training dialog: train a captioner on an RSICD-format folder; the new "
             "model is then chosen here."))
         form.addRow(self.train_button)
@@ -210,7 +204,7 @@ class MapScribeDock(QgsDockWidget):
         self.area_combo.addItem(_tr("Visible map extent"), AREA_EXTENT)
         self.area_combo.addItem(_tr("Whole raster layer"), AREA_LAYER)
         self.area_combo.addItem(_tr("Polygons of a vector layer"), AREA_POLYGONS)
-        _describe(self.area_combo, _tr("Area to caption"), _tr(
+        describe(self.area_combo, _tr("Area to caption"), _tr(
             "What part of the raster to caption: what the map shows now, the whole raster, or "
             "the polygons of a vector layer."))
         form.addRow(self._label(_tr("&Area:"), self.area_combo), self.area_combo)
@@ -218,13 +212,13 @@ class MapScribeDock(QgsDockWidget):
         _narrow(self.polygon_combo)
         self.polygon_combo.setObjectName("MapScribePolygons")
         self.polygon_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
-        _describe(self.polygon_combo, _tr("Polygon layer"), _tr(
+        describe(self.polygon_combo, _tr("Polygon layer"), _tr(
             "The vector layer whose polygons limit the area; only tiles touching them are "
             "captioned."))
         form.addRow(self._label(_tr("&Polygon layer:"), self.polygon_combo), self.polygon_combo)
         self.selected_only = QCheckBox(_tr("Only &selected features"), area_box)
         self.selected_only.setObjectName("MapScribeSelectedOnly")
-        _describe(self.selected_only, _tr("Only selected features"), _tr(
+        describe(self.selected_only, _tr("Only selected features"), _tr(
             "Use only the selected polygons of the polygon layer."))
         form.addRow(self.selected_only)
         outer.addWidget(area_box)
@@ -238,7 +232,7 @@ class MapScribeDock(QgsDockWidget):
         self.tile_size.setDecimals(2)
         self.tile_size.setShowClearButton(True)  # the clear button restores the model's size
         self.tile_size.setClearValueMode(QgsDoubleSpinBox.CustomValue)
-        _describe(self.tile_size, _tr("Tile size in ground units"), _tr(
+        describe(self.tile_size, _tr("Tile size in ground units"), _tr(
             "The side of each square tile, in the raster's map units. The default is what the "
             "model was trained to see: its input size times its ground resolution."))
         form.addRow(self._label(_tr("Tile si&ze:"), self.tile_size), self.tile_size)
@@ -248,14 +242,14 @@ class MapScribeDock(QgsDockWidget):
         self.overlap.setObjectName("MapScribeOverlap")
         self.overlap.setRange(0, 90)
         self.overlap.setSuffix(" %")
-        _describe(self.overlap, _tr("Tile overlap in percent"), _tr(
+        describe(self.overlap, _tr("Tile overlap in percent"), _tr(
             "How much neighbouring tiles overlap, as a percentage of the tile size."))
         form.addRow(self._label(_tr("O&verlap:"), self.overlap), self.overlap)
         self.batch_size = QSpinBox(tiles_box)
         self.batch_size.setObjectName("MapScribeBatchSize")
         self.batch_size.setRange(1, 512)
         self.batch_size.setValue(8)
-        _describe(self.batch_size, _tr("Batch size"), _tr(
+        describe(self.batch_size, _tr("Batch size"), _tr(
             "Tiles captioned together; larger is faster on a GPU and uses more memory. Progress "
             "and Cancel act between batches."))
         form.addRow(self._label(_tr("&Batch size:"), self.batch_size), self.batch_size)
@@ -263,7 +257,7 @@ class MapScribeDock(QgsDockWidget):
         self.beam.setObjectName("MapScribeBeam")
         self.beam.setRange(1, 10)
         self.beam.setValue(3)
-        _describe(self.beam, _tr("Beam width"), _tr(
+        describe(self.beam, _tr("Beam width"), _tr(
             "Captions the decoder keeps in play while writing; 1 is fastest, 3 to 5 give "
             "better captions."))
         form.addRow(self._label(_tr("B&eam width:"), self.beam), self.beam)
@@ -272,7 +266,7 @@ class MapScribeDock(QgsDockWidget):
         self.device_combo.setObjectName("MapScribeDevice")
         for key, label in FALLBACK_DEVICES:
             self.device_combo.addItem(_tr(label), key)
-        _describe(self.device_combo, _tr("Device"), _tr(
+        describe(self.device_combo, _tr("Device"), _tr(
             "Where the model runs: automatic (the first GPU when there is one), a GPU by name, "
             "or the CPU."))
         form.addRow(self._label(_tr("&Device:"), self.device_combo), self.device_combo)
@@ -287,13 +281,13 @@ class MapScribeDock(QgsDockWidget):
         self.output_widget.setFilter(_tr("GeoPackage (*.gpkg)"))
         self.output_widget.setConfirmOverwrite(False)  # the dock asks, knowing what is there
         self.output_widget.setDialogTitle(_tr("Save the captions grid as"))
-        _describe(self.output_widget, _tr("Output GeoPackage"), _tr(
+        describe(self.output_widget, _tr("Output GeoPackage"), _tr(
             "The GeoPackage the captions grid is written to."))
-        _describe(self.output_widget.lineEdit(), _tr("Output GeoPackage path"), _tr(
+        describe(self.output_widget.lineEdit(), _tr("Output GeoPackage path"), _tr(
             "Path of the .gpkg file the captions grid is written to; by default beside the saved "
             "project, or in a temporary folder."))
         self.output_browse = self._file_button(self.output_widget)
-        _describe(self.output_browse, _tr("Browse for the output file"), _tr(
+        describe(self.output_browse, _tr("Browse for the output file"), _tr(
             "Opens a file dialog to choose where the captions GeoPackage is saved."))
         form.addRow(self._label(_tr("&Output:"), self.output_widget.lineEdit()),
                     self.output_widget)
@@ -302,7 +296,7 @@ class MapScribeDock(QgsDockWidget):
         self.existing_combo.setObjectName("MapScribeOnExisting")
         for key, label in ON_EXISTING:
             self.existing_combo.addItem(_tr(label), key)
-        _describe(self.existing_combo, _tr("If the output already holds captions"), _tr(
+        describe(self.existing_combo, _tr("If the output already holds captions"), _tr(
             "What Run does when the output file already holds captions: ask, resume the "
             "missing tiles, write to a new file, or replace them."))
         form.addRow(self._label(_tr("If it &holds captions:"), self.existing_combo),
@@ -318,19 +312,19 @@ class MapScribeDock(QgsDockWidget):
         self.run_button = QPushButton(_tr("&Run"), buttons_page)
         self.run_button.setObjectName("MapScribeRun")
         self.run_button.setDefault(True)
-        _describe(self.run_button, _tr("Run captioning"), _tr(
+        describe(self.run_button, _tr("Run captioning"), _tr(
             "Captions the chosen area of the raster into the output GeoPackage, in the "
             "background."))
         self.cancel_button = QPushButton(_tr("&Cancel"), buttons_page)
         self.cancel_button.setObjectName("MapScribeCancel")
         self.cancel_button.setEnabled(False)
-        _describe(self.cancel_button, _tr("Cancel captioning"), _tr(
+        describe(self.cancel_button, _tr("Cancel captioning"), _tr(
             "Stops after the batch in hand; the tiles already captioned are kept and can be "
             "resumed."))
         self.resume_button = QPushButton(_tr("Res&ume"), buttons_page)
         self.resume_button.setObjectName("MapScribeResume")
         self.resume_button.setVisible(False)
-        _describe(self.resume_button, _tr("Resume captioning"), _tr(
+        describe(self.resume_button, _tr("Resume captioning"), _tr(
             "Captions the tiles the stopped run did not reach, into the same output."))
         for button in (self.run_button, self.cancel_button, self.resume_button):
             buttons.addWidget(button)
@@ -343,7 +337,7 @@ class MapScribeDock(QgsDockWidget):
         self.progress.setObjectName("MapScribeProgress")
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
-        _describe(self.progress, _tr("Captioning progress"), _tr(
+        describe(self.progress, _tr("Captioning progress"), _tr(
             "Share of the tiles captioned so far; it moves after each batch."))
         outer.addWidget(self.progress)
         self.status = self._info_label("MapScribeStatus", _tr("Status"))
@@ -372,11 +366,8 @@ class MapScribeDock(QgsDockWidget):
 
     @staticmethod
     def _file_button(file_widget: QgsFileWidget):
-        """The browse button of a QgsFileWidget (its only tool button that is shown)."""
-        from qgis.PyQt.QtWidgets import QToolButton
-
-        buttons = [b for b in file_widget.findChildren(QToolButton) if not b.isHidden()]
-        button = buttons[-1]
+        """The browse button of a QgsFileWidget, reachable with Tab."""
+        button = browse_button(file_widget)
         button.setFocusPolicy(Qt.StrongFocus)
         return button
 

@@ -27,6 +27,7 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDoubleSpinBox, 
                                  QPlainTextEdit, QProgressBar, QPushButton, QScrollArea,
                                  QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
+from .accessible import browse_button, describe
 from .deps import DependencyPanel, missing_dependencies
 from .live_chart import EpochPoint, LiveChart
 from .train_task import CANCELLED, COMPLETED, TrainCaptionerTask
@@ -150,17 +151,11 @@ class TrainDialog(QDialog):
     @staticmethod
     def _name(widget: QWidget, object_name: str, name: str, description: str = "") -> QWidget:
         widget.setObjectName(object_name)
-        widget.setAccessibleName(name)
-        if description:
-            widget.setAccessibleDescription(description)
-            widget.setToolTip(description)
-        return widget
+        return describe(widget, name, description)
 
     @staticmethod
     def _name_browse_button(file_widget: QgsFileWidget, name: str) -> None:
-        # QgsFileWidget's "…" button has no name of its own: a screen reader would say "…".
-        for button in file_widget.findChildren(QToolButton):
-            button.setAccessibleName(name)
+        describe(browse_button(file_widget), name)
 
     def _spin(self, object_name: str, name: str, description: str, low: int, high: int,
               value: int) -> QSpinBox:
