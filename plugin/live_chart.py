@@ -146,8 +146,8 @@ class _ChartCanvas(QWidget):
             painter.drawText(QPointF(x + 26, legend_y + metrics.ascent() / 2.5), label)
             x += 34 + metrics.horizontalAdvance(label)
 
-        values = [_finite(getattr(p, s.field)) for p in points for s in series
-                  if _finite(getattr(p, s.field)) is not None]
+        values = [value for value in (_finite(getattr(p, s.field)) for p in points for s in series)
+                  if value is not None]
         plot = QRectF(area.left() + metrics.horizontalAdvance("00.000") + 8,
                       area.top() + line * 2.4, 0, 0)
         plot.setRight(area.right() - 8)
@@ -194,8 +194,9 @@ class _ChartCanvas(QWidget):
         painter.drawText(QRectF(plot.left(), plot.bottom() + line * 0.8, plot.width(), line),
                          Qt.AlignHCenter | Qt.AlignTop, _tr("epoch"))
         for s in series:
-            known = [(p.epoch, _finite(getattr(p, s.field))) for p in points
-                     if _finite(getattr(p, s.field)) is not None]
+            known = [(epoch, value) for epoch, value in
+                     ((p.epoch, _finite(getattr(p, s.field))) for p in points)
+                     if value is not None]
             if not known:
                 continue
             painter.setPen(QPen(QColor(s.colour), 2, s.pen_style))
