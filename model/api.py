@@ -33,16 +33,21 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .captioner import Caption, Captioner, CaptionerConfig
-from .data import CaptionFolder, CaptionRecord, DatasetError, load_rgb_image, read_caption_folder
-from .decoder import DecoderParams, word_vector_size
-from .decoding import DecodingParams
+from .data.folder import CaptionFolder, read_caption_folder
+from .data.images import load_rgb_image
+from .data.records import CaptionRecord, DatasetError
+from .data.text import Vocabulary
+from .nn.beam_search import DecodingParams
+from .nn.captioner import Caption, Captioner
+from .nn.config import CaptionerConfig, DecoderParams
+from .nn.decoder import word_vector_size
 from .progress import ProgressCallback, never_cancelled
-from .text import Vocabulary
-from .training import FitConfig, FitResult, fit
+from .training.config import FitConfig, FitResult
+from .training.fit import fit
 
 if TYPE_CHECKING:
     from PIL import Image
+
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +121,7 @@ class ImageCaptioner:
                  freeze_encoder: bool = True, device: str = "auto",
                  ground_resolution_m: Optional[float] = None, max_words: int = 30,
                  _captioner: Optional[Captioner] = None):
-        from .device import resolve_device
+        from .nn.device import resolve_device
 
         self.data = data
         self.device = resolve_device(device)
@@ -158,8 +163,8 @@ class ImageCaptioner:
     @classmethod
     def from_model(cls, path: Union[str, os.PathLike], data: Optional[CaptionData] = None,
                    device: str = "auto") -> "ImageCaptioner":
-        from .device import resolve_device
-        from .modelfile import load_model
+        from .modelfile.weights import load_model
+        from .nn.device import resolve_device
 
         captioner = load_model(path, resolve_device(device))
         return cls(data, device=device, _captioner=captioner)
@@ -184,9 +189,9 @@ class ImageCaptioner:
     # -- training ---------------------------------------------------------------------------
     def lr_find(self, allow_plot: bool = False, **fit_options) -> float:
         """Suggest a learning rate (and draw the loss curve when ``allow_plot``)."""
-        from .features import encode_records
-        from .lr_finder import lr_find
-        from .training import CaptionBatchPlan
+        from .data.features import encode_records
+        from .training.batches import CaptionBatchPlan
+        from .training.lr_finder import lr_find
 
         data = self._require_data("lr_find")
         config = self._fit_config(**fit_options)
@@ -275,7 +280,7 @@ class ImageCaptioner:
                  meteor: bool = True, progress: Optional[ProgressCallback] = None,
                  cancelled=never_cancelled) -> Dict[str, float]:
         """BLEU-1..4, METEOR, ROUGE-L and CIDEr-D on a split of the data (decoded captions)."""
-        from .evaluation import evaluate_records
+        from .evaluation.evaluate import evaluate_records
 
         data = self._require_data("evaluate")
         evaluation = evaluate_records(self.captioner, data.split(split),
@@ -299,7 +304,7 @@ class ImageCaptioner:
                      attention: bool = True):
         """A matplotlib figure: images with predicted and reference captions, and the
         attention heat map of each predicted word."""
-        from .show_results import results_figure
+        from .evaluation.show_results import results_figure
 
         data = self._require_data("show_results")
         records = data.split(split)[:rows]
@@ -312,7 +317,8 @@ class ImageCaptioner:
     # -- saving -----------------------------------------------------------------------------
     def save(self, path: Union[str, os.PathLike], half: bool = False) -> Path:
         """Write the model file (weights + self-describing header); returns its path."""
-        from .modelfile import MODEL_SUFFIX, save_model
+        from .modelfile.header import MODEL_SUFFIX
+        from .modelfile.weights import save_model
 
         path = Path(path)
         if path.suffix == "":

@@ -9,12 +9,9 @@ that sees ``cancelled()`` stops at the next safe point (after the batch in hand)
 
 from __future__ import annotations
 
-import signal
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, TextIO
+from typing import Any, Callable, Dict, Optional
 
 
 class Cancelled(Exception):
@@ -92,74 +89,3 @@ def format_duration(seconds: Optional[float]) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
-
-
-class TerminalProgressBar:
-    """Draws updates as one line on a terminal (or a line per stage end when not a terminal)."""
-
-    def __init__(self, stream: Optional[TextIO] = None, width: int = 28):
-        self.stream = stream if stream is not None else sys.stderr
-        self.width = width
-        self.interactive = hasattr(stream, "isatty") and stream.isatty()
-        self._open_line = False
-
-    def __call__(self, update: ProgressUpdate) -> None:
-        if update.message:
-            self._end_line()
-            self.stream.write(update.message + "\n")
-            self.stream.flush()
-            return
-        filled = int(self.width * update.fraction)
-        bar = "█" * filled + "·" * (self.width - filled)
-        rate = f"{update.rate:.1f} {update.unit}/s" if update.rate else ""
-        extras = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                           for k, v in update.values.items())
-        line = (f"{update.stage:<10} {bar} {update.done}/{update.total}  {rate}  "
-                f"ETA {format_duration(update.eta_s)}  {extras}").rstrip()
-        if self.interactive:
-            self.stream.write("\r" + line + "\033[K")
-            self._open_line = True
-            if update.done >= update.total:
-                self._end_line()
-        elif update.done >= update.total:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def _end_line(self) -> None:
-        if self._open_line:
-            self.stream.write("\n")
-            self._open_line = False
-
-
-class StopOnCtrlC:
-    """Ctrl-C as a cancel check for the command line: the first press asks the job to stop
-    after the batch in hand, the second stops at once (KeyboardInterrupt)."""
-
-    def __init__(self, label: str = "mapscribe") -> None:
-        self.label = label
-        self.requested = False
-        self._previous: Any = None
-        self._installed = False
-
-    def __enter__(self) -> "StopOnCtrlC":
-        # Signal handlers can only be set from the main thread (not so when called from tests
-        # or a GUI worker, which have their own cancel).
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        sys.stderr.write(f"\n{self.label}: stopping after the batch in hand "
-                         "(Ctrl-C again to stop at once)...\n")
-        sys.stderr.flush()
-
-    def __call__(self) -> bool:
-        return self.requested

@@ -114,7 +114,7 @@ def export_layer(layer: QgsVectorLayer, fmt: str, out_path: Path) -> Path:
             raise ExportFailed(_tr("cannot copy {src} to {dst}: {error}").format(
                 src=gpkg, dst=out_path, error=error)) from None
         return out_path
-    from ..model.export import ExportError, export_captions
+    from ..model.output.exports import ExportError, export_captions
 
     try:
         return export_captions(gpkg, fmt, out_path, layer=name or None).path

@@ -40,9 +40,7 @@ from qgis.PyQt.QtGui import QFontDatabase
 from qgis.PyQt.QtWidgets import (QButtonGroup, QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit,
                                  QProgressBar, QPushButton, QRadioButton, QVBoxLayout, QWidget)
 
-from .deps_install import (CPU, CPU_INDEX_URL, CUDA, INSTALL_RECORD, RUNTIME_PACKAGES,
-                           InstallError, InstallParams, InstallResult, RuntimePackage,
-                           install_runtime_packages, system_versions)
+from .deps_install import CPU, CPU_INDEX_URL, CUDA, INSTALL_RECORD, RUNTIME_PACKAGES, InstallError, InstallParams, InstallResult, RuntimePackage, install_runtime_packages, system_versions
 
 LOGGER = logging.getLogger(__name__)
 LOG_TAG = "MapScribe"

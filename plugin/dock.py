@@ -31,16 +31,12 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, Q
                                  QSizePolicy, QSpinBox, QStackedWidget, QTabWidget,
                                  QVBoxLayout, QWidget)
 
-from ..model.areas import WholeRaster
+from ..model.geo.areas import WholeRaster
 from . import layers
 from .accessible import browse_button, describe
 from .captions_panel import CaptionsPanel
-from .parameters import (MIN_TILE_PIXELS, CaptionRequest, ExistingCaptions, ParameterError,
-                         default_output_path, default_tile_size, engine_params,
-                         existing_captions, next_free_path, polygons_area, raster_file_path,
-                         shown_bands, tile_size_in_pixels, units_suffix, visible_extent_area)
-from .tasks import (CaptionRasterTask, EngineWarmUpTask, engine_devices, log_message,
-                    stop_and_wait)
+from .parameters import MIN_TILE_PIXELS, CaptionRequest, ExistingCaptions, ParameterError, default_output_path, default_tile_size, engine_params, existing_captions, next_free_path, polygons_area, raster_file_path, shown_bands, tile_size_in_pixels, units_suffix, visible_extent_area
+from .tasks import CaptionRasterTask, EngineWarmUpTask, engine_devices, log_message, stop_and_wait
 
 LOGGER = logging.getLogger(__name__)
 
@@ -562,7 +558,7 @@ class MapScribeDock(QgsDockWidget):
                 "Choose a model file (.mscap), or train one. No default model is installed."))
         else:
             # The header is JSON: reading it needs neither torch nor the engine.
-            from ..model.model_header import ModelFileError, read_header
+            from ..model.modelfile.header import ModelFileError, read_header
 
             try:
                 self.header = read_header(path)
@@ -784,7 +780,7 @@ class MapScribeDock(QgsDockWidget):
         return {resume: "resume", new: "new", replace: "replace"}.get(box.clickedButton())
 
     def _start(self, request: CaptionRequest, mode: str) -> Optional[CaptionRasterTask]:
-        from ..model.captioning import CAPTION_RASTER_ERRORS
+        from ..model.jobs.caption import CAPTION_RASTER_ERRORS
 
         try:
             params = engine_params(request, overwrite=mode == "replace", resume=mode == "resume")

@@ -23,7 +23,7 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeatureRequest, QgsGeome
                        QgsProviderRegistry, QgsRasterLayer, QgsUnitTypes, QgsVectorLayer,
                        QgsWkbTypes)
 
-from ..model.areas import AreaOfInterest, BoundingBox, PolygonArea
+from ..model.geo.areas import AreaOfInterest, BoundingBox, PolygonArea
 
 CAPTIONS_LAYER = "captions"  # the engine's default layer name inside the GeoPackage
 OUTPUT_FOLDER_NAME = "mapscribe"  # under the system's temporary folder, for unsaved projects
@@ -70,8 +70,8 @@ class CaptionRequest:
 
 def engine_params(request: CaptionRequest, *, overwrite: bool = False, resume: bool = False):
     """The engine's CaptionRasterParams for ``request`` (imports the engine, so torch)."""
-    from ..model.captioning import CaptionRasterParams
-    from ..model.raster_reader import BandMapping
+    from ..model.jobs.caption_params import CaptionRasterParams
+    from ..model.geo.read_plan import BandMapping
 
     return CaptionRasterParams(
         raster=request.raster_path, model=request.model_path, output=request.output_path,
@@ -256,7 +256,8 @@ def existing_captions(path: Union[str, Path]) -> Optional[ExistingCaptions]:
     path = Path(path)
     if not path.is_file():
         return None
-    from ..model.grid_writer import GridFileError, find_caption_layers, read_caption_layer_info
+    from ..model.output.schema import GridFileError
+    from ..model.output.geopackage import find_caption_layers, read_caption_layer_info
 
     if CAPTIONS_LAYER not in find_caption_layers(path):
         return None

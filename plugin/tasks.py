@@ -92,7 +92,7 @@ class CaptionRasterTask(QgsTask):
             return False
         try:
             # Imported here, on the worker thread: this is where torch gets loaded.
-            from ..model.captioning import CAPTION_RASTER_ERRORS, caption_raster
+            from ..model.jobs.caption import CAPTION_RASTER_ERRORS, caption_raster
         except ImportError as error:
             self.error = (f"the captioning engine cannot be loaded ({error}); install the "
                           "missing Python packages from the MapScribe dock.")
@@ -169,7 +169,7 @@ class CaptionRasterTask(QgsTask):
 
 def engine_devices() -> List:
     """Import the engine (torch included) and list the devices as (key, label) pairs."""
-    from ..model.device import available_devices
+    from ..model.nn.device import available_devices
 
     return [(choice.key, choice.label) for choice in available_devices()]
 

@@ -77,7 +77,9 @@ class DataCheckTask(QgsTask):
         self.error: Optional[str] = None
 
     def run(self) -> bool:  # worker thread
-        from ..model.data import DatasetError, read_caption_folder, summarise
+        from ..model.data.records import DatasetError
+        from ..model.data.folder import read_caption_folder
+        from ..model.data.summary import summarise
 
         try:
             self.caption_folder = read_caption_folder(self.folder,
@@ -426,8 +428,8 @@ class TrainDialog(QDialog):
             self._show_dependency_panel()
             return
         try:
-            from ..model.device import available_devices
-            from ..model.encoders import BACKBONES
+            from ..model.nn.device import available_devices
+            from ..model.nn.backbones import BACKBONES
         except ImportError as error:  # there, but broken (e.g. a missing CUDA library)
             self.status_label.setText(_tr("MapScribe's packages are installed but do not "
                                           "import: {}").format(error))
@@ -514,7 +516,7 @@ class TrainDialog(QDialog):
     def _min_count_changed(self, value: int) -> None:
         # The vocabulary size depends on it: recount (no need to read the images again).
         if self.caption_folder is not None:
-            from ..model.data import summarise
+            from ..model.data.summary import summarise
 
             self.summary = summarise(self.caption_folder, value)
             self.summary_view.setPlainText(summary_text(self.summary, self.caption_folder))
@@ -544,8 +546,8 @@ class TrainDialog(QDialog):
 
     def gather_params(self, resume: bool = False, overwrite: bool = False):
         """The dialog's values as the engine's TrainJobParams; ParameterError names the field."""
-        from ..model.decoder import DecoderParams
-        from ..model.train_job import TrainJobParams
+        from ..model.nn.config import DecoderParams
+        from ..model.jobs.train import TrainJobParams
 
         folder = self.dataset_folder()
         if not folder:

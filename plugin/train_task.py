@@ -73,7 +73,7 @@ class TrainCaptionerTask(QgsTask):
     def run(self) -> bool:
         try:
             from ..model.progress import Cancelled
-            from ..model.train_job import train_captioner
+            from ..model.jobs.train import train_captioner
         except ImportError as error:
             self._fail(_tr("MapScribe's packages cannot be imported ({}); install them from the "
                            "MapScribe panel.").format(error))
@@ -105,7 +105,7 @@ class TrainCaptionerTask(QgsTask):
 
     def _replay_checkpoint_history(self, checkpoint: str) -> None:
         """Show the epochs trained before the interruption, so the chart covers the whole run."""
-        from ..model.training import load_checkpoint
+        from ..model.training.checkpoints import load_checkpoint
 
         for record in load_checkpoint(checkpoint).get("history", []):
             self._emit_epoch(EpochPoint(int(record["epoch"]), record.get("train_loss"),

@@ -14,9 +14,7 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeatureRequest, QgsGeome
                        QgsProviderRegistry)
 
 from ..parameters import crs_text
-from .common import (GROUP_CAPTIONING, MODEL_FILE_FILTER, FeedbackReporter, MapScribeAlgorithm,
-                     advanced, default_model, engine_errors, engine_log_to,
-                     import_engine, split_ogr_destination, tr)
+from .common import GROUP_CAPTIONING, MODEL_FILE_FILTER, FeedbackReporter, MapScribeAlgorithm, advanced, default_model, engine_errors, engine_log_to, import_engine, split_ogr_destination, tr
 
 TILE_SIZE_UNITS = ("map", "pixels")   # CaptionRasterParams.tile_size_unit
 OVERLAP_UNITS = ("percent", "pixels")  # CaptionRasterParams.overlap_unit
@@ -147,8 +145,8 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
 
     # -- any thread --------------------------------------------------------------------------
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        captioning = import_engine("captioning")
-        tiling = import_engine("tiling")
+        captioning = import_engine("jobs.caption")
+        tiling = import_engine("geo.areas")
         reporter = FeedbackReporter(feedback)
 
         area = self._area(parameters, context, tiling)

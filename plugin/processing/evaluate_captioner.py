@@ -13,8 +13,7 @@ from qgis.core import (QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterNumber, QgsProcessingParameterString)
 
-from .common import (GROUP_TRAINING, MODEL_FILE_FILTER, FeedbackReporter, MapScribeAlgorithm,
-                     advanced, default_model, engine_errors, engine_log_to, import_engine, tr)
+from .common import GROUP_TRAINING, MODEL_FILE_FILTER, FeedbackReporter, MapScribeAlgorithm, advanced, default_model, engine_errors, engine_log_to, import_engine, tr
 
 SPLITS = ("test", "val", "train")  # model/data.py SPLITS, the usual choice first
 # The engine's metric names → Processing output names (letters, digits and _ only).
@@ -81,11 +80,11 @@ class EvaluateCaptionerAlgorithm(MapScribeAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.IMAGES, tr("Images evaluated")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        data = import_engine("data")
-        decoding = import_engine("decoding")
-        device = import_engine("device")
-        evaluation = import_engine("evaluation")
-        modelfile = import_engine("modelfile")
+        data = import_engine("data.folder")
+        decoding = import_engine("nn.beam_search")
+        device = import_engine("nn.device")
+        evaluation = import_engine("evaluation.evaluate")
+        modelfile = import_engine("modelfile.weights")
         progress = import_engine("progress")
 
         model_path = self.parameterAsFile(parameters, self.MODEL, context)

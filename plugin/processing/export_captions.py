@@ -9,8 +9,7 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
                        QgsProcessingParameterEnum, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterVectorLayer, QgsProviderRegistry)
 
-from .common import (GROUP_CAPTIONING, FeedbackReporter, MapScribeAlgorithm, engine_errors,
-                     engine_log_to, import_engine, tr)
+from .common import GROUP_CAPTIONING, FeedbackReporter, MapScribeAlgorithm, engine_errors, engine_log_to, import_engine, tr
 
 # model/export.py EXPORT_FORMATS, in the order shown, with the suffix a temporary file gets.
 FORMAT_SUFFIXES = {"html": ".html", "geojson": ".geojson", "csv": ".csv"}
@@ -71,7 +70,7 @@ class ExportCaptionsAlgorithm(MapScribeAlgorithm):
 
     # -- any thread --------------------------------------------------------------------------
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        export = import_engine("export")
+        export = import_engine("output.exports")
         fmt = self.parameterAsEnumString(parameters, self.FORMAT, context)
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         out = self._fit_suffix(out, fmt, export.format_from_suffix(out),

@@ -13,8 +13,7 @@ from qgis.core import (QgsProcessingOutputFile, QgsProcessingOutputNumber,
                        QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterNumber, QgsProcessingParameterString)
 
-from .common import (GROUP_TRAINING, MODEL_FILE_FILTER, FeedbackReporter, MapScribeAlgorithm,
-                     advanced, engine_errors, engine_log_to, import_engine, tr)
+from .common import GROUP_TRAINING, MODEL_FILE_FILTER, FeedbackReporter, MapScribeAlgorithm, advanced, engine_errors, engine_log_to, import_engine, tr
 
 # model/encoders.py BACKBONES, after "auto"; listed here so that the provider loads without
 # torch (tests/plugin/test_processing.py checks the two lists agree).
@@ -171,9 +170,9 @@ class TrainCaptionerAlgorithm(MapScribeAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(name, f"{split} {metric}"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        train_job = import_engine("train_job")
-        data = import_engine("data")
-        encoders = import_engine("encoders")
+        train_job = import_engine("jobs.train")
+        data = import_engine("data.folder")
+        encoders = import_engine("nn.backbones")
         progress = import_engine("progress")
         p = parameters
         number = self.parameterAsDouble

@@ -18,10 +18,10 @@ import torch
 
 from common import TEST_DATA, SHARED_DATA, record, require
 
-from mapscribe.model.data import read_caption_folder
-from mapscribe.model.decoding import DecodingParams, beam_search
-from mapscribe.model.features import encode_records
-from mapscribe.model.modelfile import load_model
+from mapscribe.model.data.folder import read_caption_folder
+from mapscribe.model.nn.beam_search import DecodingParams, beam_search
+from mapscribe.model.data.features import encode_records
+from mapscribe.model.modelfile.weights import load_model
 
 from reference_beam import reference_beam_search
 

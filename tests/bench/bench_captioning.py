@@ -61,7 +61,7 @@ def rss_mb():
 raster, model, out, tile, device = sys.argv[1:6]
 # Warm up: torch, the engine and the model loaded once, so the baseline holds what every run
 # needs whatever the raster; what the run adds on top is the pipeline's working memory.
-from mapscribe.model.captioning import CaptionRasterParams, caption_raster
+from mapscribe.model.jobs.caption import CaptionRasterParams, caption_raster
 from mapscribe.model.modelfile import load_model
 load_model(model, device)
 baseline = rss_mb()
@@ -100,10 +100,13 @@ def upper_bounds(raster: Path, model: Path, tile: int, device: str) -> dict:
     import rasterio
     import torch
 
-    from mapscribe.model.decoding import DecodingParams
-    from mapscribe.model.modelfile import load_model
-    from mapscribe.model.raster_reader import ReadParams, prepare_reading, read_tile
-    from mapscribe.model.tiling import RasterInfo, TileGridParams, WholeRaster, plan_tiles
+    from mapscribe.model.nn.beam_search import DecodingParams
+    from mapscribe.model.modelfile.weights import load_model
+    from mapscribe.model.geo.read_plan import ReadParams, prepare_reading
+    from mapscribe.model.geo.reader import read_tile
+    from mapscribe.model.geo.raster_info import RasterInfo
+    from mapscribe.model.geo.tiling import TileGridParams, plan_tiles
+    from mapscribe.model.geo.areas import WholeRaster
 
     grid = plan_tiles(RasterInfo.from_path(raster), WholeRaster(),
                       TileGridParams(tile_size=tile, tile_size_unit="pixels"))

@@ -21,7 +21,7 @@ MAPSCRIBE = str(Path(sys.executable).with_name("mapscribe"))
 PROTOCOL = {
     "splits": "train on the dataset's train split, choose the epoch on val (CIDEr-D of greedy "
               "captions), report on test",
-    "tokeniser": "mapscribe.model.text.tokenize (lower-case words, punctuation dropped) for "
+    "tokeniser": "mapscribe.model.data.text.tokenize (lower-case words, punctuation dropped) for "
                  "the vocabulary, training and metrics alike; no PTB tokeniser",
     "metrics": "MapScribe's implementation of the COCO caption evaluation (BLEU-1..4, ROUGE-L, "
                "CIDEr-D equal to pycocoevalcap's to 1e-6; METEOR 1.5 jar)",
@@ -54,7 +54,7 @@ def main() -> None:
             results[f"test_beam{beam}"] = report["metrics"]
             results["test_images"] = report["images"]
         header = subprocess.run([sys.executable, "-c", (
-            "import json, sys; from mapscribe.model.model_header import read_header; "
+            "import json, sys; from mapscribe.model.modelfile.header import read_header; "
             "h = read_header(sys.argv[1]); print(json.dumps(h.training))"), str(model)],
             check=True, capture_output=True, text=True)
         results["training"] = json.loads(header.stdout)

@@ -139,7 +139,7 @@ def test_train_captioner_two_epochs(qgis_process, tmp_path):
     epochs = [line for line in done["log"]["info"] if line.startswith("epoch ")]
     assert [line.split(",")[0] for line in epochs] == ["epoch 1", "epoch 2"]
 
-    from mapscribe.model.modelfile import read_header
+    from mapscribe.model.modelfile.header import read_header
 
     header = read_header(out)
     assert header.config.backbone == "efficientnet_lite0"

@@ -1,6 +1,6 @@
 """A plain beam search, one image at a time, written for the tests only.
 
-It follows the description in mapscribe.model.decoding's docstring with Python lists and no
+It follows the description in mapscribe.model.nn.beam_search's docstring with Python lists and no
 batching, so the batched search can be checked against it: per image, keep the best
 ``K − finished`` expansions of the live hypotheses, move those ending in <end> to the finished
 list, stop when K finished or after ``max_length`` tokens, choose by total / length ** penalty,
@@ -13,8 +13,8 @@ from typing import List, Tuple
 
 import torch
 
-from mapscribe.model.decoding import DecodingParams, banned_word_ids, word_log_probs
-from mapscribe.model.text import Vocabulary
+from mapscribe.model.nn.beam_search import DecodingParams, banned_word_ids, word_log_probs
+from mapscribe.model.data.text import Vocabulary
 
 
 @torch.no_grad()

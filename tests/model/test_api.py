@@ -10,9 +10,10 @@ import torch
 from PIL import Image
 
 from mapscribe.model.api import ImageCaptioner, prepare_data
-from mapscribe.model.data import DatasetError
-from mapscribe.model.decoder import AttentionDecoder, DecoderParams
-from mapscribe.model.device import DeviceError, resolve_device
+from mapscribe.model.data.records import DatasetError
+from mapscribe.model.nn.decoder import AttentionDecoder
+from mapscribe.model.nn.config import DecoderParams
+from mapscribe.model.nn.device import DeviceError, resolve_device
 
 from conftest import TEST_DATA
 

@@ -7,10 +7,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from mapscribe.model.caption_dataset import (CaptionImages, CaptionPairs, ImageInput,
-                                             collate_pairs, dihedral)
-from mapscribe.model.data import load_rgb_image, read_caption_folder
-from mapscribe.model.text import Vocabulary
+from mapscribe.model.data.datasets import CaptionImages, CaptionPairs, ImageInput, collate_pairs, dihedral
+from mapscribe.model.data.images import load_rgb_image
+from mapscribe.model.data.folder import read_caption_folder
+from mapscribe.model.data.text import Vocabulary
 
 from conftest import TEST_DATA
 

@@ -22,14 +22,20 @@ from osgeo import ogr, osr
 from rasterio.enums import ColorInterp
 from rasterio.warp import transform_bounds
 
-from mapscribe.model.captioning import (CAPTION_RASTER_ERRORS, CaptioningError,
-                                        CaptionRasterParams, caption_raster)
-from mapscribe.model.grid_writer import (FIELD_NAMES, FORMAT, GridWriteError, OutputPlan,
-                                         TileRecord, open_grid_layer, plan_output)
-from mapscribe.model.modelfile import ModelFileError, load_model, save_model
-from mapscribe.model.raster_reader import BandMapping, RasterReadError
-from mapscribe.model.tiling import (BoundingBox, PolygonArea, RasterInfo, TileGridParams,
-                                    TilingError, WholeRaster, plan_tiles)
+from mapscribe.model.jobs.caption import CAPTION_RASTER_ERRORS, caption_raster
+from mapscribe.model.jobs.caption_params import CaptioningError, CaptionRasterParams
+from mapscribe.model.output.schema import FIELD_NAMES, FORMAT, GridWriteError, TileRecord
+from mapscribe.model.output.plan import OutputPlan, plan_output
+from mapscribe.model.output.writer import open_grid_layer
+from mapscribe.model.modelfile.header import ModelFileError
+from mapscribe.model.modelfile.weights import load_model, save_model
+from mapscribe.model.geo.read_plan import BandMapping
+from mapscribe.model.geo.errors import RasterReadError
+from mapscribe.model.geo.areas import BoundingBox, PolygonArea, WholeRaster
+from mapscribe.model.geo.tiling import TileGridParams, plan_tiles
+from mapscribe.model.geo.raster_info import RasterInfo
+from mapscribe.model.geo.vector import read_polygon_file
+from mapscribe.model.geo.errors import TilingError
 
 try:
     from .rasters import NAIP, RGB_BYTE, write_raster
@@ -245,7 +251,7 @@ def test_polygon_area_captions_only_the_tiles_meeting_the_polygon(tiny_model_pat
         "type": "Feature", "properties": {},
         "geometry": {"type": "Polygon", "coordinates": [[[-78.0, 24.0], [-77.4, 24.0],
                                                          [-78.0, 24.6], [-78.0, 24.0]]]}}]}))
-    area = PolygonArea.from_file(polygon_file)
+    area = read_polygon_file(polygon_file)
     out = tmp_path / "poly.gpkg"
     caption_raster(_params(tiny_model_path, RGB_BYTE, out, area=area))
     grid = _grid(RGB_BYTE, area, 64)
@@ -462,8 +468,8 @@ def test_cancel_half_way_keeps_committed_batches_and_resume_finishes_the_same_ti
 
 CRASHING_RUN = textwrap.dedent("""
     import os, sys
-    from mapscribe.model.captioning import CaptionRasterParams, caption_raster
-    from mapscribe.model.tiling import BoundingBox
+    from mapscribe.model.jobs.caption import CaptionRasterParams, caption_raster
+    from mapscribe.model.geo.areas import BoundingBox
     raster, model, out = sys.argv[1:4]
     batches = []
     def crash_after_two_batches():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mapscribe.model.cli import main
+from mapscribe.model.cli.main import main
 
 try:
     from .rasters import NAIP, RGB_BYTE

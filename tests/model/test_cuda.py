@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from mapscribe.model.api import ImageCaptioner, prepare_data
-from mapscribe.model.decoding import DecodingParams, beam_search
-from mapscribe.model.features import encode_records
-from mapscribe.model.modelfile import load_model
+from mapscribe.model.nn.beam_search import DecodingParams, beam_search
+from mapscribe.model.data.features import encode_records
+from mapscribe.model.modelfile.weights import load_model
 
 from conftest import TEST_DATA
 
@@ -30,7 +30,7 @@ def test_mixed_precision_training_step_on_cuda():
 
 
 def test_cuda_and_cpu_beam_search_agree(tiny_model_path):
-    records = __import__("mapscribe.model.data", fromlist=["x"]).read_caption_folder(
+    records = __import__("mapscribe.model.data.folder", fromlist=["x"]).read_caption_folder(
         TEST_DATA / "ucm-sample").records
     cpu = load_model(tiny_model_path, "cpu")
     gpu = load_model(tiny_model_path, "cuda")

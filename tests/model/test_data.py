@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mapscribe.model.data import DatasetError, load_rgb_image, read_caption_folder, summarise
+from mapscribe.model.data.records import DatasetError
+from mapscribe.model.data.images import load_rgb_image
+from mapscribe.model.data.folder import read_caption_folder
+from mapscribe.model.data.summary import summarise
 
 from conftest import TEST_DATA
 

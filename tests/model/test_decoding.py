@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mapscribe.model.decoder import AttentionDecoder, DecoderParams
-from mapscribe.model.decoding import DecodingParams, beam_search
-from mapscribe.model.text import Vocabulary
+from mapscribe.model.nn.decoder import AttentionDecoder
+from mapscribe.model.nn.config import DecoderParams
+from mapscribe.model.nn.beam_search import DecodingParams, beam_search
+from mapscribe.model.data.text import Vocabulary
 
 from reference_beam import reference_beam_search
 

@@ -23,13 +23,12 @@ import torchvision.models as tvm
 from PIL import Image
 from torch import nn
 
-from mapscribe.model import efficientnet_lite as lite
-from mapscribe.model.encoders import (AUTO_ORDER, BACKBONES, IMAGENET_MEAN, IMAGENET_STD,
-                                      EncoderError, EncoderWeightsError, ImageEncoder,
-                                      UnknownBackboneError, backbone_spec, build_encoder, freeze,
-                                      torchvision_checkpoint_path, unfreeze)
+from mapscribe.model.nn import efficientnet_lite as lite
+from mapscribe.model.nn.backbones import AUTO_ORDER, BACKBONES, IMAGENET_MEAN, IMAGENET_STD, EncoderError, EncoderWeightsError, UnknownBackboneError, backbone_spec
+from mapscribe.model.nn.encoder import ImageEncoder, build_encoder, freeze, unfreeze
+from mapscribe.model.nn.weights import torchvision_checkpoint_path
 
-ENCODERS_LOG = "mapscribe.model.encoders"
+ENCODERS_LOG = "mapscribe.model.nn"
 IMAGENET_CATEGORIES = tvm.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
 # UC Merced classes in alphabetical order: image N belongs to class (N - 1) // 100.
 UCM_CLASSES = ("agricultural", "airplane", "baseballdiamond", "beach", "buildings", "chaparral",

@@ -13,10 +13,14 @@ import pytest
 from osgeo import gdal, ogr, osr
 from rasterio.warp import transform_bounds
 
-from mapscribe.model.captioning import CaptionRasterParams, caption_raster
-from mapscribe.model.export import (CSV_COLUMNS, CaptionRow, ExportError, export_captions,
-                                    format_from_suffix, reading_order, recurring_subjects)
-from mapscribe.model.tiling import RasterInfo, TileGridParams, WholeRaster, plan_tiles
+from mapscribe.model.jobs.caption_params import CaptionRasterParams
+from mapscribe.model.jobs.caption import caption_raster
+from mapscribe.model.output.exports import CSV_COLUMNS, ExportError, export_captions, format_from_suffix
+from mapscribe.model.output.rows import CaptionRow, reading_order
+from mapscribe.model.output.report import recurring_subjects
+from mapscribe.model.geo.raster_info import RasterInfo
+from mapscribe.model.geo.tiling import TileGridParams, plan_tiles
+from mapscribe.model.geo.areas import WholeRaster
 
 try:
     from .rasters import RGB_BYTE

@@ -16,10 +16,12 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from mapscribe.model.metrics import (MeteorError, MeteorScorer, corpus_bleu, corpus_cider_d,
-                                     corpus_rouge_l, evaluate_captions, evaluate_tokenized,
-                                     find_meteor)
-from mapscribe.model.text import tokenize
+from mapscribe.model.evaluation.meteor import MeteorError, MeteorScorer, find_meteor
+from mapscribe.model.evaluation.bleu import corpus_bleu
+from mapscribe.model.evaluation.cider import corpus_cider_d
+from mapscribe.model.evaluation.rouge import corpus_rouge_l
+from mapscribe.model.evaluation.scores import evaluate_captions, evaluate_tokenized
+from mapscribe.model.data.text import tokenize
 
 pycocoevalcap = pytest.importorskip("pycocoevalcap", reason="pycocoevalcap (a test dependency) "
                                     "is the reference implementation these tests compare with")

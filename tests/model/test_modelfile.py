@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from mapscribe.model.api import ImageCaptioner
-from mapscribe.model.modelfile import (FORMAT_VERSION, ModelFileError, load_model, read_header,
-                                       save_model)
+from mapscribe.model.modelfile.header import FORMAT_VERSION, ModelFileError, read_header
+from mapscribe.model.modelfile.weights import load_model, save_model
 
 from conftest import TEST_DATA
 
@@ -148,7 +148,7 @@ def test_saving_is_atomic(tiny_model_path, tmp_path):
 
 
 def test_recorded_metrics_land_in_the_header_and_the_weights_stay(tiny_model_path, tmp_path):
-    from mapscribe.model.modelfile import record_metrics
+    from mapscribe.model.modelfile.header import record_metrics
 
     path = tmp_path / "model.mscap"
     path.write_bytes(tiny_model_path.read_bytes())
@@ -166,7 +166,7 @@ def test_reading_a_header_needs_no_torch(tiny_model_path):
     import subprocess
     import sys
 
-    code = ("import sys; from mapscribe.model.model_header import read_header; "
+    code = ("import sys; from mapscribe.model.modelfile.header import read_header; "
             f"h = read_header({str(tiny_model_path)!r}); "
             "print(h.config.backbone, 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -11,11 +11,13 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
-from mapscribe.model import raster_reader
-from mapscribe.model.raster_reader import (BandMapping, RasterReadError, ReadParams,
-                                           TileReader, TileReadError, prepare_reading, read_tile)
-from mapscribe.model.tiling import (RasterInfo, TileGridParams, TileWindow, WholeRaster,
-                                    plan_tiles)
+from mapscribe.model.geo import read_plan as raster_reader
+from mapscribe.model.geo.read_plan import BandMapping, ReadParams, prepare_reading
+from mapscribe.model.geo.errors import RasterReadError, TileReadError
+from mapscribe.model.geo.reader import TileReader, read_tile
+from mapscribe.model.geo.raster_info import RasterInfo
+from mapscribe.model.geo.tiling import TileGridParams, TileWindow, plan_tiles
+from mapscribe.model.geo.areas import WholeRaster
 
 try:
     from .rasters import NAIP, RGB_BYTE, write_raster
@@ -124,7 +126,7 @@ def test_chosen_bands_go_to_r_g_b_in_the_order_given():
 def test_single_band_is_replicated_to_gray_with_a_warning(tmp_path, caplog):
     data = np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) % 251
     path = write_raster(tmp_path / "gray.tif", data.astype(np.uint8))
-    with caplog.at_level(logging.WARNING, logger="mapscribe.model.raster_reader"):
+    with caplog.at_level(logging.WARNING, logger="mapscribe.model.geo"):
         plan = prepare_reading(path, ReadParams(output_size=64))
     assert plan.gray and plan.read_bands == (1,)
     assert any("gray" in note for note in plan.notes)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from mapscribe.model.data import read_caption_folder
-from mapscribe.model.text import Vocabulary, VocabularyError, tokenize
+from mapscribe.model.data.folder import read_caption_folder
+from mapscribe.model.data.text import Vocabulary, VocabularyError, tokenize
 
 
 @pytest.mark.parametrize("text, words", [

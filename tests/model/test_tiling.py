@@ -13,8 +13,11 @@ from osgeo import ogr, osr
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
-from mapscribe.model.tiling import (BoundingBox, PolygonArea, RasterInfo, TileGridParams,
-                                    TilingError, WholeRaster, plan_tiles)
+from mapscribe.model.geo.areas import BoundingBox, PolygonArea, WholeRaster
+from mapscribe.model.geo.tiling import TileGridParams, plan_tiles
+from mapscribe.model.geo.raster_info import RasterInfo
+from mapscribe.model.geo.vector import read_polygon_file
+from mapscribe.model.geo.errors import TilingError
 
 try:
     from .rasters import NAIP, RGB_BYTE, write_raster
@@ -279,7 +282,7 @@ def test_polygons_in_wgs84_and_from_a_file_are_reprojected_before_tiles_are_chos
     path = tmp_path / "area.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"name": "triangle"}, "geometry": triangle}]}))
-    from_file = plan_tiles(landsat, PolygonArea.from_file(path), params)
+    from_file = plan_tiles(landsat, read_polygon_file(path), params)
     assert [t.tile_id for t in from_file.tiles] == [t.tile_id for t in grid.tiles]
     assert from_file.grid_signature == grid.grid_signature
 
@@ -295,7 +298,7 @@ def test_polygon_area_errors_name_the_problem(landsat, tmp_path):
         plan_tiles(landsat, PolygonArea((far,), crs="EPSG:4326"), params)
     missing = tmp_path / "nothing.gpkg"
     with pytest.raises(TilingError, match="cannot open polygons file .*nothing.gpkg"):
-        PolygonArea.from_file(missing)
+        read_polygon_file(missing)
 
 
 # --- signature ------------------------------------------------------------------------------

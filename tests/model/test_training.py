@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from mapscribe.model.api import ImageCaptioner, prepare_data
-from mapscribe.model.decoding import DecodingParams, beam_search
-from mapscribe.model.features import encode_records
-from mapscribe.model.metrics import evaluate_captions
-from mapscribe.model.training import load_checkpoint
+from mapscribe.model.nn.beam_search import DecodingParams, beam_search
+from mapscribe.model.data.features import encode_records
+from mapscribe.model.evaluation.scores import evaluate_captions
+from mapscribe.model.training.checkpoints import load_checkpoint
 
 from reference_beam import reference_beam_search
 

@@ -20,11 +20,7 @@ from pytest_qgis.utils import process_events
 from qgis.PyQt.QtWidgets import QWidget
 
 from mapscribe.plugin import deps
-from mapscribe.plugin.deps_install import (CPU, CPU_INDEX_URL, CUDA, RUNTIME_PACKAGES,
-                                           InstallError, InstallParams, check_interpreter,
-                                           find_python_interpreter, install_command,
-                                           interpreter_candidates, requirement_lines,
-                                           resolve_command, split_resolved)
+from mapscribe.plugin.deps_install import CPU, CPU_INDEX_URL, CUDA, RUNTIME_PACKAGES, InstallError, InstallParams, check_interpreter, find_python_interpreter, install_command, interpreter_candidates, requirement_lines, resolve_command, split_resolved
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's: QGIS's Python, without torch

@@ -27,7 +27,7 @@ from qgis.PyQt.QtWidgets import (QAbstractButton, QAbstractSpinBox, QApplication
                                  QLabel, QMessageBox, QWidget)
 
 from mapscribe.plugin.dock import MapScribeDock
-from mapscribe.model.areas import BoundingBox, PolygonArea, WholeRaster
+from mapscribe.model.geo.areas import BoundingBox, PolygonArea, WholeRaster
 from mapscribe.plugin.parameters import CaptionRequest, default_output_path, engine_params
 
 REPO = Path(__file__).resolve().parents[2]
@@ -237,7 +237,8 @@ def test_visible_extent_keeps_the_canvas_crs_and_tiles_land_where_the_canvas_sho
     assert request.area == BoundingBox(shown.xMinimum(), shown.yMinimum(), shown.xMaximum(),
                                       shown.yMaximum(), "EPSG:3857")
 
-    from mapscribe.model.tiling import RasterInfo, TileGridParams, plan_tiles
+    from mapscribe.model.geo.raster_info import RasterInfo
+    from mapscribe.model.geo.tiling import TileGridParams, plan_tiles
 
     params = engine_params(request)
     grid = plan_tiles(RasterInfo.from_path(RGB_BYTE), params.area,
@@ -322,7 +323,8 @@ def test_polygons_of_a_vector_layer_optionally_only_selected(dock, tiny_model_pa
     area = dock.gather_request().area
     assert len(area.geometries) == 1 and "selected" in area.source
 
-    from mapscribe.model.tiling import RasterInfo, TileGridParams, plan_tiles
+    from mapscribe.model.geo.raster_info import RasterInfo
+    from mapscribe.model.geo.tiling import TileGridParams, plan_tiles
 
     grid = plan_tiles(RasterInfo.from_path(RGB_BYTE), engine_params(dock.gather_request()).area,
                       TileGridParams(tile_size=64, tile_size_unit="pixels"))
@@ -356,8 +358,9 @@ def test_default_output_beside_the_project_or_in_a_temporary_folder(dock, tmp_pa
 @pytest.fixture(scope="module")
 def finished_grid(tiny_model_path, tmp_path_factory):
     """A complete captions GeoPackage of 4 tiles (the engine, without QGIS)."""
-    from mapscribe.model.captioning import CaptionRasterParams, caption_raster
-    from mapscribe.model.tiling import BoundingBox
+    from mapscribe.model.jobs.caption_params import CaptionRasterParams
+    from mapscribe.model.jobs.caption import caption_raster
+    from mapscribe.model.geo.areas import BoundingBox
 
     out = tmp_path_factory.mktemp("existing") / "grid.gpkg"
     box = BoundingBox(-78.0, 24.0, -77.6, 24.4, "EPSG:4326")

@@ -115,7 +115,8 @@ def _layer(output: str) -> QgsVectorLayer:
 
 def _expected_tiles(raster, area, tile_pixels):
     """The engine's own tile count for an area (the adapter must hand it the same area)."""
-    from mapscribe.model.tiling import RasterInfo, TileGridParams, plan_tiles
+    from mapscribe.model.geo.raster_info import RasterInfo
+    from mapscribe.model.geo.tiling import TileGridParams, plan_tiles
 
     grid = plan_tiles(RasterInfo.from_path(raster), area,
                       TileGridParams(model_input_size=224, tile_size=tile_pixels,
@@ -152,9 +153,9 @@ def test_provider_offers_four_documented_algorithms(provider):
 def test_choices_are_the_engines(provider):
     """The enums are listed in the plugin (so that it loads without torch): they must offer
     exactly what the engine takes."""
-    from mapscribe.model.data import SPLITS
-    from mapscribe.model.encoders import BACKBONES
-    from mapscribe.model.export import EXPORT_FORMATS
+    from mapscribe.model.data.records import SPLITS
+    from mapscribe.model.nn.backbones import BACKBONES
+    from mapscribe.model.output.exports import EXPORT_FORMATS
     from mapscribe.plugin.processing import evaluate_captioner, export_captions, train_captioner
 
     offered = train_captioner.BACKBONES
@@ -279,13 +280,13 @@ def test_save_to_geopackage_destination_names_the_layer(provider, tiny_model_pat
 
 
 def _whole():
-    from mapscribe.model.tiling import WholeRaster
+    from mapscribe.model.geo.areas import WholeRaster
 
     return WholeRaster()
 
 
 def test_extent_in_another_crs_and_without_crs(provider, tiny_model_path, tmp_path):
-    from mapscribe.model.tiling import BoundingBox
+    from mapscribe.model.geo.areas import BoundingBox
 
     minx, miny, maxx, maxy = BOX_4326
     result = run("mapscribe:caption_raster", _caption_parameters(

@@ -15,8 +15,8 @@ from qgis.PyQt import sip
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QAbstractButton, QLabel, QPushButton, QWidget
 
-from mapscribe.model.encoders import BACKBONES
-from mapscribe.model.train_job import TrainJobParams
+from mapscribe.model.nn.backbones import BACKBONES
+from mapscribe.model.jobs.train import TrainJobParams
 from mapscribe.plugin import train_dialog
 from mapscribe.plugin.live_chart import EpochPoint
 from mapscribe.plugin.train_dialog import ParameterError, checkpoint_for, open_train_dialog

@@ -1,0 +1,86 @@
+"""Batches of captions for the decoder and the loss on one batch.
+
+:class:`CaptionBatchPlan` turns every (image, caption) pair into token ids once; each batch then
+gathers features and padded captions.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+from ..data.datasets import encode_caption, pad_captions
+from ..data.features import FeatureStore
+from ..data.records import CaptionRecord
+from ..nn.captioner import Captioner
+from ..nn.decoder import attention_regulariser, caption_loss
+from .config import FitConfig
+
+
+# -- training data ------------------------------------------------------------------------------
+@dataclass
+class CaptionBatchPlan:
+    """Which images make each batch of an epoch. A batch holds ``batch_size`` images with all
+    their captions: the decoder computes each image's memory once for its ~5 captions."""
+
+    records: Sequence[CaptionRecord]
+    encoded: List[List[torch.Tensor]]   # per record, per caption: ids with <start>/<end>
+
+    @classmethod
+    def build(cls, records: Sequence[CaptionRecord], vocabulary, max_words: int
+              ) -> "CaptionBatchPlan":
+        encoded = [[torch.tensor(encode_caption(vocabulary, words, max_words)) for words in
+                    record.tokens] for record in records]
+        return cls(records, encoded)
+
+    @property
+    def caption_count(self) -> int:
+        return sum(len(captions) for captions in self.encoded)
+
+    def epoch_batches(self, batch_size: int, rng: random.Random) -> List[List[int]]:
+        order = list(range(len(self.encoded)))
+        rng.shuffle(order)
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@dataclass
+class FeatureBatch:
+    features: torch.Tensor      # (B, P, C) one variant of each image
+    ids: torch.Tensor           # (R, L) every caption of those images, padded
+    lengths: torch.Tensor       # (R,)
+    image_index: torch.Tensor   # (R,) which image each caption describes
+
+
+def _feature_batch(store: FeatureStore, plan: CaptionBatchPlan, images: List[int],
+                   variant_rng: random.Random, device, augment: bool = True) -> FeatureBatch:
+    if augment and len(store.variants) > 1:
+        variants = torch.tensor([variant_rng.randrange(len(store.variants)) for _ in images])
+    else:
+        variants = torch.zeros(len(images), dtype=torch.long)
+    features = store.batch(torch.tensor(images), variants, device)
+    captions = [(slot, caption) for slot, image in enumerate(images)
+                for caption in plan.encoded[image]]
+    ids, lengths = pad_captions([caption for _, caption in captions])
+    image_index = torch.tensor([slot for slot, _ in captions])
+    return FeatureBatch(features, ids.to(device), lengths.to(device), image_index.to(device))
+
+
+def decoder_loss(captioner: Captioner, batch: FeatureBatch, config: FitConfig,
+                 teacher_forcing: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(loss to minimise, cross-entropy alone) for one batch."""
+    ids, lengths = batch.ids, batch.lengths
+    logits, weights = captioner.decoder(batch.features, ids, teacher_forcing, batch.image_index)
+    cross_entropy = caption_loss(logits, ids[:, 1:], config.label_smoothing)
+    loss = cross_entropy
+    if config.attention_regularisation:
+        loss = loss + config.attention_regularisation * attention_regulariser(weights, lengths - 1)
+    return loss, cross_entropy
+
+
+def _autocast(device: torch.device, config: FitConfig):
+    if device.type == "cuda" and config.mixed_precision:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
