@@ -8,7 +8,7 @@ so nothing here touches torch, numpy or Qt.
 __version__ = "0.1.0"  # keep equal to metadata.txt and pyproject.toml (a test checks)
 
 
-def classFactory(iface):  # noqa: N802 (the name QGIS looks for)
+def classFactory(iface):
     """Create the plugin for the QGIS interface ``iface``."""
     from .plugin.plugin import MapScribePlugin
 

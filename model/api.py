@@ -10,7 +10,7 @@
                                                "dropout": 0.5, "pretrained_emb": False})
     lr = captioner.lr_find()
     captioner.fit(epochs=20, lr=lr)
-    captioner.bleu_score()            # {'bleu-1': …, 'bleu-2': …, 'bleu-3': …, 'bleu-4': …, 'BLEU': …}
+    captioner.bleu_score()            # {'bleu-1': …, 'bleu-4': …, 'BLEU': …}
     captioner.evaluate()              # BLEU-1..4, METEOR, ROUGE-L, CIDEr-D
     captioner.show_results(rows=4)    # a matplotlib figure
     captioner.predict("tile.jpg")     # 'many buildings and green trees are around a playground'
@@ -26,24 +26,23 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from .data.folder import CaptionFolder, read_caption_folder
 from .data.images import load_rgb_image
-from .data.records import CaptionRecord, DatasetError
 from .data.text import Vocabulary
-from .nn.beam_search import DecodingParams
-from .nn.captioner import Caption, Captioner
-from .nn.config import CaptionerConfig, DecoderParams
-from .nn.decoder import word_vector_size
+from .data.themes import themes_for
+from .errors import ParameterError
+from .nn.captioner import Caption, Captioner, new_captioner
+from .nn.config import CaptionerConfig, DecodingParams
 from .progress import ProgressCallback, never_cancelled
 from .training.config import FitConfig, FitResult
 from .training.fit import fit
+from .training.lr_finder import find_learning_rate
+from .training.prepared import CaptionData, prepare_data
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -51,62 +50,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class CaptionData:
-    """A dataset folder ready for training: records per split and the vocabulary."""
-
-    folder: CaptionFolder
-    vocabulary: Vocabulary
-    batch_size: int
-    chip_size: int
-    min_word_count: int
-
-    @property
-    def train(self) -> List[CaptionRecord]:
-        return self.folder.split("train")
-
-    @property
-    def valid(self) -> List[CaptionRecord]:
-        return self.folder.split("val")
-
-    @property
-    def test(self) -> List[CaptionRecord]:
-        return self.folder.split("test")
-
-    def split(self, name: str) -> List[CaptionRecord]:
-        aliases = {"valid": "val", "validation": "val"}
-        return self.folder.split(aliases.get(name, name))
-
-    def summary(self) -> Dict[str, Any]:
-        return {"dataset": self.folder.name, "format": self.folder.format,
-                "images": len(self.train), "captions": sum(len(r.captions) for r in self.train),
-                "val_images": len(self.valid), "vocabulary": len(self.vocabulary),
-                "min_word_count": self.min_word_count}
+# The engine's decoding defaults (arcgis.learn calls the beam size beam_width).
+BEAM, MAX_LENGTH = DecodingParams.beam_size, DecodingParams.max_length
 
 
-def prepare_data(path: Union[str, os.PathLike], dataset_type: str = "ImageCaptioning",
-                 batch_size: int = 32, chip_size: int = 224, val_split_pct: float = 0.1,
-                 min_word_count: int = 5, strict: bool = False,
-                 check_images: str = "full") -> CaptionData:
-    """Read an RSICD- or COCO-format folder (``images/`` + ``annotations.json``).
 
-    The vocabulary holds the words seen at least ``min_word_count`` times in the train split.
-    ``chip_size`` is the encoder's input size; the images are resized to it.
-    """
-    if dataset_type != "ImageCaptioning":
-        raise ValueError(f"dataset_type {dataset_type!r} is not supported; MapScribe prepares "
-                         "'ImageCaptioning' data")
-    if not isinstance(chip_size, int) or chip_size < 32:
-        raise ValueError(f"chip_size must be a whole number of pixels ≥ 32, not {chip_size!r}")
-    folder = read_caption_folder(path, strict=strict, val_split_pct=val_split_pct,
-                                 check_images=check_images)
-    train = folder.split("train")
-    if not train:
-        raise DatasetError(f"{path}: the train split is empty; mark images as 'train' or leave "
-                           "out the splits so val_split_pct makes one")
-    vocabulary = Vocabulary.build((t for r in train for t in r.tokens), min_count=min_word_count)
-    return CaptionData(folder, vocabulary, batch_size, chip_size, min_word_count)
+
 
 
 ImageLike = Union[str, os.PathLike, "Image.Image", np.ndarray]
@@ -115,11 +64,13 @@ ImageLike = Union[str, os.PathLike, "Image.Image", np.ndarray]
 class ImageCaptioner:
     """Encoder + attention LSTM decoder ("Show, Attend and Tell"), trained on ``data``."""
 
-    def __init__(self, data: Optional[CaptionData], backbone: str = "auto",
-                 decoder_params: Optional[Dict[str, Any]] = None, *, grid_size: int = 7,
-                 encoder_weights: str = "auto", weights_path: Optional[str] = None,
-                 freeze_encoder: bool = True, device: str = "auto",
-                 ground_resolution_m: Optional[float] = None, max_words: int = 30,
+    def __init__(self, data: Optional[CaptionData], backbone: str = CaptionerConfig.backbone,
+                 decoder_params: Optional[Dict[str, Any]] = None, *,
+                 grid_size: int = CaptionerConfig.grid_size, encoder_weights: str = "auto",
+                 weights_path: Optional[str] = None,
+                 freeze_encoder: bool = FitConfig.freeze_encoder, device: str = FitConfig.device,
+                 ground_resolution_m: Optional[float] = None,
+                 max_words: int = CaptionerConfig.max_words, theme_head: bool = True,
                  _captioner: Optional[Captioner] = None):
         from .nn.device import resolve_device
 
@@ -139,30 +90,22 @@ class ImageCaptioner:
                 self.metrics = dict(header.metrics)
             return
         if data is None:
-            raise ValueError("ImageCaptioner needs data from prepare_data() (or use "
-                             "ImageCaptioner.from_model to open a saved model)")
-        params = DecoderParams.from_dict(decoder_params)
-        if params.pretrained_emb:
-            size = word_vector_size(params.pretrained_emb)
-            if size != params.embed_size:
-                log.info("embed_size set to %d to match the word vectors in %s", size,
-                         params.pretrained_emb)
-                params.embed_size = size
-        config = CaptionerConfig(backbone=backbone, grid_size=grid_size,
-                                 input_size=data.chip_size, max_words=max_words, decoder=params)
-        self.captioner, self.encoder_info = Captioner.build(
-            data.vocabulary, config, encoder_weights=encoder_weights, weights_path=weights_path)
-        # The chip size the user asked for wins over the backbone's usual input size.
-        config.input_size = data.chip_size
-        if params.pretrained_emb:
-            self.word_vector_coverage = self.captioner.decoder.load_word_vectors(
-                params.pretrained_emb, data.vocabulary)
+            raise ParameterError("ImageCaptioner needs data from prepare_data() (or use "
+                                 "ImageCaptioner.from_model to open a saved model)")
+        built = new_captioner(data.vocabulary, backbone=backbone, chip_size=data.chip_size,
+                              grid_size=grid_size, decoder_params=decoder_params,
+                              max_words=max_words, encoder_weights=encoder_weights,
+                              weights_path=weights_path,
+                              themes=themes_for(data.train) if theme_head else ())
+        self.captioner, self.encoder_info = built.captioner, built.encoder_weights
+        if built.word_vector_coverage is not None:
+            self.word_vector_coverage = built.word_vector_coverage
         self.captioner.to(self.device)
 
     # -- construction from a file -----------------------------------------------------------
     @classmethod
     def from_model(cls, path: Union[str, os.PathLike], data: Optional[CaptionData] = None,
-                   device: str = "auto") -> "ImageCaptioner":
+                   device: str = FitConfig.device) -> "ImageCaptioner":
         from .modelfile.weights import load_model
         from .nn.device import resolve_device
 
@@ -175,31 +118,23 @@ class ImageCaptioner:
 
     def _require_data(self, what: str) -> CaptionData:
         if self.data is None:
-            raise ValueError(f"{what} needs data: pass prepare_data(...) to ImageCaptioner or "
-                             "from_model(path, data=...)")
+            raise ParameterError(f"{what} needs data: pass prepare_data(...) to ImageCaptioner or "
+                                 "from_model(path, data=...)")
         return self.data
 
     def _fit_config(self, **overrides) -> FitConfig:
         data = self._require_data("training")
-        values = dict(batch_size=data.batch_size, freeze_encoder=self.freeze_encoder,
-                      device=str(self.device))
+        values: Dict[str, Any] = dict(batch_size=data.batch_size,
+                                      freeze_encoder=self.freeze_encoder, device=str(self.device))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return FitConfig(**values)
 
     # -- training ---------------------------------------------------------------------------
     def lr_find(self, allow_plot: bool = False, **fit_options) -> float:
         """Suggest a learning rate (and draw the loss curve when ``allow_plot``)."""
-        from .data.features import encode_records
-        from .training.batches import CaptionBatchPlan
-        from .training.lr_finder import lr_find
-
         data = self._require_data("lr_find")
         config = self._fit_config(**fit_options)
-        plan = CaptionBatchPlan.build(data.train, self.vocabulary,
-                                      self.captioner.config.max_words)
-        cache = Path(config.feature_cache_dir) if config.feature_cache_dir else None
-        store = encode_records(self.captioner, data.train, variants=1, cache_dir=cache)
-        result = lr_find(self.captioner, store, plan, config, self.device)
+        result = find_learning_rate(self.captioner, data.train, config, self.device)
         self.lr_find_result = result
         if allow_plot:
             result.plot()
@@ -248,11 +183,11 @@ class ImageCaptioner:
             if array.ndim == 2:
                 array = np.stack([array] * 3, axis=-1)
             if array.ndim != 3 or array.shape[2] not in (3, 4):
-                raise ValueError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4), not "
-                                 f"{array.shape}")
+                raise ParameterError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4), not "
+                                     f"{array.shape}")
             if array.dtype != np.uint8:
-                raise ValueError(f"an image array must be uint8, not {array.dtype}; scale it to "
-                                 "0..255 first")
+                raise ParameterError(f"an image array must be uint8, not {array.dtype}; scale "
+                                     "it to 0..255 first")
             image = Image.fromarray(array[:, :, :3])
         elif isinstance(image, Image.Image):
             image = image.convert("RGB")
@@ -261,24 +196,25 @@ class ImageCaptioner:
                             f"{type(image).__name__}")
         return self.captioner.image_input.to_tensor(image)
 
-    def predict(self, image: ImageLike, beam_width: int = 3, max_length: int = 20,
+    def predict(self, image: ImageLike, beam_width: int = BEAM, max_length: int = MAX_LENGTH,
                 return_attention: bool = False) -> Union[str, Caption]:
         """The caption of one image (a path, a PIL image or an array). With
         ``return_attention`` the whole :class:`Caption` (words, score, attention maps)."""
         captions = self.predict_batch([image], beam_width, max_length, return_attention)
         return captions[0] if return_attention else captions[0].text
 
-    def predict_batch(self, images: Sequence[ImageLike], beam_width: int = 3,
-                      max_length: int = 20, return_attention: bool = False) -> List[Caption]:
+    def predict_batch(self, images: Sequence[ImageLike], beam_width: int = BEAM,
+                      max_length: int = MAX_LENGTH, return_attention: bool = False
+                      ) -> List[Caption]:
         tensors = torch.stack([self._image_tensor(image) for image in images])
         decoding = DecodingParams(beam_size=beam_width, max_length=max_length,
                                   return_attention=return_attention)
         self.captioner.eval()
         return self.captioner.caption_images(tensors.to(self.device), decoding)
 
-    def evaluate(self, split: str = "val", beam_width: int = 3, max_length: int = 20,
+    def evaluate(self, split: str = "val", beam_width: int = BEAM, max_length: int = MAX_LENGTH,
                  meteor: bool = True, progress: Optional[ProgressCallback] = None,
-                 cancelled=never_cancelled) -> Dict[str, float]:
+                 cancelled=never_cancelled) -> Dict[str, Optional[float]]:
         """BLEU-1..4, METEOR, ROUGE-L and CIDEr-D on a split of the data (decoded captions)."""
         from .evaluation.evaluate import evaluate_records
 
@@ -292,15 +228,15 @@ class ImageCaptioner:
         self.metrics[split] = {k: v for k, v in scores.items() if v is not None}
         return scores
 
-    def bleu_score(self, split: str = "val", beam_width: int = 3, max_length: int = 20
+    def bleu_score(self, split: str = "val", beam_width: int = BEAM, max_length: int = MAX_LENGTH
                    ) -> Dict[str, float]:
         """arcgis.learn's keys: 'bleu-1' … 'bleu-4' and 'BLEU' (the corpus BLEU-4)."""
         scores = self.evaluate(split, beam_width, max_length, meteor=False)
-        result = {f"bleu-{n}": scores[f"BLEU-{n}"] for n in range(1, 5)}
-        result["BLEU"] = scores["BLEU-4"]
+        result = {f"bleu-{n}": float(scores[f"BLEU-{n}"] or 0.0) for n in range(1, 5)}
+        result["BLEU"] = result["bleu-4"]
         return result
 
-    def show_results(self, rows: int = 4, split: str = "val", beam_width: int = 3,
+    def show_results(self, rows: int = 4, split: str = "val", beam_width: int = BEAM,
                      attention: bool = True):
         """A matplotlib figure: images with predicted and reference captions, and the
         attention heat map of each predicted word."""
@@ -309,7 +245,7 @@ class ImageCaptioner:
         data = self._require_data("show_results")
         records = data.split(split)[:rows]
         if not records:
-            raise ValueError(f"the {split} split has no images to show")
+            raise ParameterError(f"the {split} split has no images to show")
         captions = self.predict_batch([r.image_path for r in records], beam_width,
                                       return_attention=attention)
         return results_figure(records, captions, with_attention=attention)
@@ -327,3 +263,5 @@ class ImageCaptioner:
                    training=self.training_summary, metrics=self.metrics)
         log.info("model saved to %s", path)
         return path
+
+__all__ = ["CaptionData", "ImageCaptioner", "prepare_data"]

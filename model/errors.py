@@ -12,3 +12,13 @@ from __future__ import annotations
 
 class MapScribeError(Exception):
     """An error whose message people can act on; see the module documentation."""
+
+
+class ParameterError(MapScribeError, ValueError):
+    """A parameter outside what the engine accepts (a negative batch size, an unknown split …);
+    the message names the parameter and the values it takes."""
+
+
+class OutputExistsError(MapScribeError, FileExistsError):
+    """The output file exists and replacing it was not allowed; the message says how to allow
+    it or where else to write."""

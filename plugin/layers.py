@@ -1,8 +1,13 @@
-"""Captions layers in the project: added to a "MapScribe" group and styled from
-resources/captions.qml (tile outlines, word-wrapped caption labels when zoomed in, map tips with
-the caption and its score).
+"""Captions and regions layers in the project: added to a "MapScribe" group and styled.
 
-A layer is marked with a custom property, so the captions panel finds every MapScribe layer of
+* A captions layer gets resources/captions.qml (tile outlines, word-wrapped caption labels, map
+  tips with the caption and its score); with a caption pyramid, only the level that suits the
+  map's scale is drawn and labelled (:mod:`.label_levels`).
+* A regions layer (written by describing the captions, beside them in the same GeoPackage)
+  gets resources/regions.qml: thick outlines and a label naming each region's theme and share,
+  above the captions layer.
+
+Layers are marked with custom properties, so the captions panel finds every MapScribe layer of
 the project whatever it was renamed to, and a rerun on the same GeoPackage refreshes the layer
 that is there instead of adding a second copy.
 """
@@ -12,17 +17,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional, Union
 
-from qgis.core import (QgsFeatureRequest, QgsLayerTreeGroup, QgsProject, QgsProviderRegistry,
-                       QgsUnitTypes, QgsVectorLayer)
+from qgis.core import (
+    QgsLayerTreeGroup,
+    QgsProject,
+    QgsProviderRegistry,
+    QgsVectorLayer,
+)
+
+from .label_levels import LevelScales, style_levels
 
 GROUP_NAME = "MapScribe"
-STYLE_PATH = Path(__file__).resolve().parents[1] / "resources" / "captions.qml"
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+STYLE_PATH = RESOURCES / "captions.qml"
+REGIONS_STYLE_PATH = RESOURCES / "regions.qml"
 CAPTIONS_PROPERTY = "mapscribe/captions"  # custom layer property: "1" on our layers
-# A label is drawn once its tile is at least this wide on screen: narrower tiles would cut a
-# caption into a tower of one-word lines that hides the imagery.
-LABEL_MIN_TILE_PIXELS = 160
-# Metres per screen pixel at QGIS's scale computation (96 dpi): 0.0254 m per inch / 96.
-METRES_PER_SCREEN_PIXEL = 0.0254 / 96
+# On a regions layer: the name of the captions layer it describes.
+REGIONS_PROPERTY = "mapscribe/regions-of"
 
 
 class LayerError(RuntimeError):
@@ -64,9 +74,11 @@ def find_caption_layer(gpkg_path: Union[str, Path], layer_name: str,
 
 def remove_caption_layer(gpkg_path: Union[str, Path], layer_name: str,
                          project: Optional[QgsProject] = None) -> bool:
-    """Take the layer showing ``gpkg_path`` out of the project (before the file is replaced or
-    resumed, so QGIS holds no connection to it while the engine writes)."""
+    """Take the layer showing ``gpkg_path`` out of the project, and its regions layer (before
+    the file is replaced or resumed, so QGIS holds no connection to it while the engine
+    writes)."""
     project = project or QgsProject.instance()
+    remove_regions_layers(gpkg_path, layer_name, project)
     layer = find_caption_layer(gpkg_path, layer_name, project)
     if layer is None:
         return False
@@ -81,39 +93,13 @@ def mapscribe_group(project: Optional[QgsProject] = None) -> QgsLayerTreeGroup:
     return group if group is not None else root.insertGroup(0, GROUP_NAME)
 
 
-def apply_style(layer: QgsVectorLayer) -> None:
-    """Load resources/captions.qml, then fit the label scale to the layer's tile size."""
+def apply_style(layer: QgsVectorLayer) -> List[LevelScales]:
+    """Load resources/captions.qml, then give each level of the layer its scales (the level
+    that suits the map's scale is the one drawn and labelled); returns the levels."""
     message, ok = layer.loadNamedStyle(str(STYLE_PATH))
     if not ok:
         raise LayerError(f"the captions style {STYLE_PATH} cannot be loaded: {message}")
-    fit_label_scale(layer)
-
-
-def tile_width_metres(layer: QgsVectorLayer) -> Optional[float]:
-    """The width of the layer's first tile, in metres (roughly, for a geographic CRS)."""
-    request = QgsFeatureRequest().setLimit(1).setNoAttributes()
-    for feature in layer.getFeatures(request):
-        width = feature.geometry().boundingBox().width()
-        factor = QgsUnitTypes.fromUnitToUnitFactor(layer.crs().mapUnits(),
-                                                   QgsUnitTypes.DistanceMeters)
-        return width * factor if width > 0 else None
-    return None
-
-
-def fit_label_scale(layer: QgsVectorLayer) -> Optional[float]:
-    """Show labels only at scales where a tile spans LABEL_MIN_TILE_PIXELS on screen; returns
-    that most zoomed-out scale (its denominator), or None when the layer has no tile yet."""
-    width = tile_width_metres(layer)
-    labeling = layer.labeling()
-    if width is None or labeling is None:
-        return None
-    settings = labeling.settings()
-    settings.scaleVisibility = True
-    # QgsPalLayerSettings.minimumScale is the most zoomed-out scale at which labels are drawn.
-    settings.minimumScale = width / (LABEL_MIN_TILE_PIXELS * METRES_PER_SCREEN_PIXEL)
-    settings.maximumScale = 0
-    labeling.setSettings(settings)
-    return settings.minimumScale
+    return style_levels(layer)
 
 
 def add_caption_layer(gpkg_path: Union[str, Path], layer_name: str = "captions",
@@ -126,7 +112,7 @@ def add_caption_layer(gpkg_path: Union[str, Path], layer_name: str = "captions",
     if existing is not None:
         existing.dataProvider().reloadData()
         existing.updateExtents()
-        fit_label_scale(existing)
+        apply_style(existing)  # a resumed run may have added a level
         existing.triggerRepaint()
         return existing
     layer = QgsVectorLayer(layer_uri(gpkg_path, layer_name),
@@ -135,6 +121,61 @@ def add_caption_layer(gpkg_path: Union[str, Path], layer_name: str = "captions",
         raise LayerError(f"{gpkg_path} (layer {layer_name}) cannot be opened as a vector layer.")
     apply_style(layer)
     layer.setCustomProperty(CAPTIONS_PROPERTY, "1")
+    project.addMapLayer(layer, False)
+    mapscribe_group(project).insertLayer(0, layer)
+    return layer
+
+
+# --------------------------------------------------------------------------------------------
+# Regions
+# --------------------------------------------------------------------------------------------
+def regions_layers(gpkg_path: Union[str, Path], captions_layer: str,
+                   project: Optional[QgsProject] = None) -> List[QgsVectorLayer]:
+    """The project's regions layers describing ``captions_layer`` of ``gpkg_path``."""
+    wanted = Path(gpkg_path).resolve()
+    found = []
+    for layer in (project or QgsProject.instance()).mapLayers().values():
+        if (isinstance(layer, QgsVectorLayer)
+                and str(layer.customProperty(REGIONS_PROPERTY, "")) == captions_layer):
+            path, _ = layer_source(layer)
+            if path.exists() and path.resolve() == wanted:
+                found.append(layer)
+    return found
+
+
+def remove_regions_layers(gpkg_path: Union[str, Path], captions_layer: str,
+                          project: Optional[QgsProject] = None) -> int:
+    """Take the regions layers of ``captions_layer`` out of the project (before describing
+    replaces them in the file); returns how many there were."""
+    project = project or QgsProject.instance()
+    found = regions_layers(gpkg_path, captions_layer, project)
+    for layer in found:
+        project.removeMapLayer(layer.id())
+    return len(found)
+
+
+def style_regions_layer(layer: QgsVectorLayer, captions_layer: str) -> None:
+    """resources/regions.qml (outlines, theme labels, the sentence as map tip), and the mark
+    that says which captions layer the regions describe."""
+    message, ok = layer.loadNamedStyle(str(REGIONS_STYLE_PATH))
+    if not ok:
+        raise LayerError(f"the regions style {REGIONS_STYLE_PATH} cannot be loaded: {message}")
+    layer.setCustomProperty(REGIONS_PROPERTY, captions_layer)
+
+
+def add_regions_layer(gpkg_path: Union[str, Path], regions_layer: str, captions_layer: str,
+                      display_name: Optional[str] = None,
+                      project: Optional[QgsProject] = None) -> QgsVectorLayer:
+    """Show the regions layer ``regions_layer`` of ``gpkg_path`` in the "MapScribe" group,
+    above its captions layer, styled; an earlier copy of it in the project is replaced."""
+    project = project or QgsProject.instance()
+    remove_regions_layers(gpkg_path, captions_layer, project)
+    layer = QgsVectorLayer(layer_uri(gpkg_path, regions_layer),
+                           display_name or f"{Path(gpkg_path).stem} regions", "ogr")
+    if not layer.isValid():
+        raise LayerError(f"{gpkg_path} (layer {regions_layer}) cannot be opened as a vector "
+                         "layer.")
+    style_regions_layer(layer, captions_layer)
     project.addMapLayer(layer, False)
     mapscribe_group(project).insertLayer(0, layer)
     return layer

@@ -7,19 +7,23 @@ module imports Qt and QGIS only; torch and the engine are imported when a job st
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
 from qgis.core import QgsApplication
-from qgis.PyQt.QtCore import QCoreApplication, Qt
+from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
-from .dock import MapScribeDock
-from .processing.provider import MapScribeProvider
+from .deps.managed import ensure_managed_path
 from .tasks import MessageLogHandler
+from .ui import tr
+
+if TYPE_CHECKING:
+    from .dock import MapScribeDock
+    from .processing.provider import MapScribeProvider
 
 LOGGER = logging.getLogger(__name__)
 
@@ -31,20 +35,12 @@ TOOLBAR_OBJECT_NAME = "MapScribeToolbar"
 ICON_PATH = Path(__file__).resolve().parents[1] / "resources" / "icon.svg"
 
 
-def _tr(text: str) -> str:
-    return QCoreApplication.translate("MapScribePlugin", text)
-
-
 def _use_managed_packages() -> None:
-    """Put the folder where the dependency panel installs torch on sys.path (deps.py), before
-    anything imports torch; without deps.py there is nothing to add."""
-    try:
-        from .deps import ensure_managed_path
-    except ImportError:
-        return
+    """Put the folder where the dependency panel installs torch on sys.path (deps/managed.py),
+    before anything imports torch."""
     try:
         ensure_managed_path()
-    except Exception:  # noqa: BLE001 - a broken folder must not stop the plugin from loading
+    except Exception:
         LOGGER.exception("MapScribe's package folder could not be added to sys.path")
 
 
@@ -57,19 +53,23 @@ class MapScribePlugin:
 
     def __init__(self, iface) -> None:
         self.iface = iface
-        self.provider: MapScribeProvider | None = None
+        self.provider: Optional["MapScribeProvider"] = None
         self.action: QAction | None = None
         self.toolbar = None
-        self.dock: MapScribeDock | None = None
+        self.dock: Optional["MapScribeDock"] = None
         self.train_action: QAction | None = None
         self.log_handler: MessageLogHandler | None = None
 
     # --- Processing -----------------------------------------------------------------------------
-    def initProcessing(self) -> None:  # noqa: N802 (QGIS API name)
+    def initProcessing(self) -> None:
         """Register the Processing provider, once however often this is called."""
         if self.provider is not None:
             return
         _use_managed_packages()
+        # Imported here, not at the top: importing the plugin (QGIS does at start-up for every
+        # enabled plugin) stays free of the engine and numpy until the plugin is set up.
+        from .processing.provider import MapScribeProvider
+
         provider = MapScribeProvider()
         # addProvider takes ownership; on failure (an id already registered, e.g. by an instance
         # that was never unloaded) QGIS has already deleted the object, so keep no reference.
@@ -80,7 +80,7 @@ class MapScribePlugin:
                            "(is another copy of the plugin loaded?)")
 
     # --- Desktop --------------------------------------------------------------------------------
-    def initGui(self) -> None:  # noqa: N802 (QGIS API name)
+    def initGui(self) -> None:
         """Add the action (toolbar button and Raster-menu entry) and the hidden dock."""
         try:
             self._add_gui()
@@ -103,37 +103,37 @@ class MapScribePlugin:
             engine_log.setLevel(logging.INFO)
             self.log_handler.set_logger_level = True
 
+        from .dock import MapScribeDock
+
         self.dock = MapScribeDock(self.iface, main_window)
-        self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+        self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         # Closed until asked for; QGIS restores a dock the user left open (by object name)
         # after plugins are loaded, so this does not override the user's choice.
         self.dock.hide()
 
-        self.action = QAction(QIcon(str(ICON_PATH)), _tr("MapScribe"), main_window)
+        self.action = QAction(QIcon(str(ICON_PATH)), tr("MapScribe"), main_window)
         self.action.setObjectName(ACTION_OBJECT_NAME)
         self.action.setCheckable(True)
-        self.action.setToolTip(_tr("Show or hide the MapScribe captions panel"))
-        self.action.setStatusTip(_tr("Describe imagery in words: caption a raster tile by tile"))
+        self.action.setToolTip(tr("Show or hide the MapScribe captions panel"))
+        self.action.setStatusTip(tr("Describe imagery in words: caption a raster tile by tile"))
         self.action.setWhatsThis(self.action.statusTip())
         # QGIS keeps the action checked exactly when the dock is open, also when the user closes
         # the dock with its own button, and raises the dock if it is tabbed behind another.
         self.dock.setToggleVisibilityAction(self.action)
 
-        self.toolbar = self.iface.addToolBar(_tr("MapScribe"))
+        self.toolbar = self.iface.addToolBar(tr("MapScribe"))
         self.toolbar.setObjectName(TOOLBAR_OBJECT_NAME)
         self.toolbar.addAction(self.action)
 
         self.iface.addPluginToRasterMenu(MENU_NAME, self.action)
 
-        # "Train captioner…" only once the training dialog is part of the plugin; looked up
-        # without importing it, so loading stays cheap.
-        if importlib.util.find_spec(f"{__package__}.train_dialog") is not None:
-            self.train_action = QAction(_tr("Train captioner…"), main_window)
-            self.train_action.setObjectName(TRAIN_ACTION_OBJECT_NAME)
-            self.train_action.setStatusTip(_tr("Train an image captioner on an RSICD-format "
-                                               "folder and use it in the MapScribe dock"))
-            self.train_action.triggered.connect(self.dock.open_train_dialog)
-            self.iface.addPluginToRasterMenu(MENU_NAME, self.train_action)
+        # "Train captioner…": the dialog itself is built (and its module imported) when asked.
+        self.train_action = QAction(tr("Train captioner…"), main_window)
+        self.train_action.setObjectName(TRAIN_ACTION_OBJECT_NAME)
+        self.train_action.setStatusTip(tr("Train an image captioner on an RSICD-format folder "
+                                          "and use it in the MapScribe dock"))
+        self.train_action.triggered.connect(self.dock.open_train_dialog)
+        self.iface.addPluginToRasterMenu(MENU_NAME, self.train_action)
 
     def _raster_submenu(self):
         """The Raster-menu submenu holding our action, or None."""
@@ -150,7 +150,7 @@ class MapScribePlugin:
         if self.dock is not None:
             self.dock.shutdown()
         # Training dialogs exist only once one was opened (the module is then imported).
-        train_dialog = sys.modules.get(f"{__package__}.train_dialog")
+        train_dialog = sys.modules.get(f"{__package__}.training.dialog")
         if train_dialog is not None:
             train_dialog.close_all_train_dialogs()
         if self.action is not None:

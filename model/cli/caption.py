@@ -1,11 +1,13 @@
 """`mapscribe caption` and `mapscribe export`: the command-line front doors of captioning.
 
-``caption`` turns its arguments into :class:`~.captioning.CaptionRasterParams`, runs
-:func:`~.captioning.caption_raster` with a progress bar, and prints a summary. Ctrl-C stops
+``caption`` turns its arguments into :class:`~..jobs.caption_params.CaptionRasterParams`, runs
+:func:`~..jobs.caption.caption_raster` with a progress bar, and prints a summary. Ctrl-C stops
 after the batch in hand (everything captioned so far stays in the file) and says how to resume;
-a second Ctrl-C stops at once. ``export`` writes GeoJSON, CSV or the HTML report.
+a second Ctrl-C stops at once. A finished run is then described (the overview printed, the
+regions layer written: :mod:`.describe`) unless ``--no-describe``. ``export`` writes GeoJSON,
+CSV or the HTML report.
 
-Nothing heavy is imported until a command runs, so ``mapscribe --help`` stays fast.
+Nothing here imports torch: the job does when it runs, so ``mapscribe --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -14,6 +16,39 @@ import argparse
 import sys
 from pathlib import Path
 from typing import List
+
+from .. import (
+    CANCELLED,
+    COMPLETED,
+    EXPORT_FORMATS,
+    AreaOfInterest,
+    BoundingBox,
+    CaptionRasterParams,
+    CaptionRasterResult,
+    MapScribeError,
+    WholeRaster,
+    caption_raster,
+    describe_captions,
+    export_captions,
+    format_duration,
+    format_from_suffix,
+    read_polygon_file,
+)
+from ..geo.raster_info import RasterInfo
+from ..geo.tiling import OVERLAP_UNITS, TILE_SIZE_UNITS
+from ..jobs.distributed import RankStoppedError, is_quiet_rank
+from ..runtime.base import RUNTIMES
+from .common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    CommandError,
+    StopOnCtrlC,
+    TerminalProgressBar,
+    default,
+)
+from .describe import description_lines, print_notes
+from .source_args import add_source_arguments, bbox_crs_default, image_source, network_params
 
 SHOWN_EXAMPLES = 5
 
@@ -26,7 +61,7 @@ def add_caption_commands(commands: argparse._SubParsersAction) -> None:
                     "model M, and write one polygon per tile with its caption to a GeoPackage "
                     "layer. Each batch is committed as it is done: Ctrl-C (or a crash) keeps "
                     "what is finished, and --resume finishes the rest.")
-    caption.add_argument("raster", metavar="RASTER", help="a raster GDAL reads (GeoTIFF, ...)")
+    add_source_arguments(caption)
     caption.add_argument("--model", required=True, metavar="M",
                          help="a MapScribe model file (.mscap)")
     area = caption.add_mutually_exclusive_group()
@@ -35,37 +70,49 @@ def add_caption_commands(commands: argparse._SubParsersAction) -> None:
                            "before latitude)")
     area.add_argument("--polygons", metavar="FILE",
                       help="caption only the tiles that meet the polygons of this vector file")
-    caption.add_argument("--bbox-crs", metavar="CRS",
+    caption.add_argument("--bbox-crs", metavar="CRS",  # XYZ: EPSG:3857; WMS/WMTS: required
                          help="CRS of --bbox, e.g. EPSG:4326 (default: the raster's CRS)")
     caption.add_argument("--polygons-layer", metavar="NAME",
                          help="layer of --polygons to use (default: its first layer)")
     caption.add_argument("--tile-size", type=float, metavar="N",
                          help="tile size (default: the model's input size × the ground "
                               "resolution it was trained at)")
-    caption.add_argument("--tile-size-unit", choices=("map", "pixels"), default="map",
+    caption.add_argument("--tile-size-unit", choices=TILE_SIZE_UNITS,
+                         default=default(CaptionRasterParams, "tile_size_unit"),
                          help="unit of --tile-size: the raster's map units (default) or pixels")
-    caption.add_argument("--overlap", type=float, default=0.0, metavar="N",
-                         help="overlap between neighbouring tiles (default 0)")
-    caption.add_argument("--overlap-unit", choices=("percent", "pixels"), default="percent",
+    caption.add_argument("--overlap", type=float, metavar="N",
+                         default=default(CaptionRasterParams, "overlap"),
+                         help="overlap between neighbouring tiles (default %(default)s)")
+    caption.add_argument("--overlap-unit", choices=OVERLAP_UNITS,
+                         default=default(CaptionRasterParams, "overlap_unit"),
                          help="unit of --overlap (default percent of the tile)")
-    caption.add_argument("--bands", default="1,2,3", metavar="R,G,B",
+    caption.add_argument("--bands", metavar="R,G,B",
+                         default=",".join(map(str, default(CaptionRasterParams, "bands").bands)),
                          help="raster bands shown to the model as red, green, blue, or one "
-                              "band as gray (default 1,2,3)")
-    caption.add_argument("--batch-size", type=int, default=8, metavar="N",
-                         help="tiles per batch (default 8)")
-    caption.add_argument("--beam", type=int, default=3, metavar="K",
-                         help="beam size; 1 is greedy and fastest (default 3)")
-    caption.add_argument("--max-length", type=int, default=20, metavar="N",
-                         help="longest caption in words, <end> included (default 20)")
-    caption.add_argument("--device", default="auto",
+                              "band as gray (default %(default)s)")
+    caption.add_argument("--batch-size", type=int, metavar="N",
+                         default=default(CaptionRasterParams, "batch_size"),
+                         help="tiles per batch (default %(default)s)")
+    caption.add_argument("--beam", type=int, metavar="K",
+                         default=default(CaptionRasterParams, "beam_size"),
+                         help="beam size; 1 is greedy and fastest (default %(default)s)")
+    caption.add_argument("--max-length", type=int, metavar="N",
+                         default=default(CaptionRasterParams, "max_length"),
+                         help="longest caption in words, <end> included (default %(default)s)")
+    caption.add_argument("--device", default=default(CaptionRasterParams, "device"),
                          help="auto (default: a GPU when there is one), cpu, cuda, cuda:N, mps")
-    caption.add_argument("--nodata-threshold", type=float, default=0.5, metavar="F",
+    caption.add_argument("--runtime", choices=RUNTIMES,
+                         default=default(CaptionRasterParams, "runtime"),
+                         help="torch, or onnx (ONNX Runtime with the model file's graphs, see "
+                              "export-onnx); auto (default): torch when it is installed")
+    caption.add_argument("--nodata-threshold", type=float, metavar="F",
+                         default=default(CaptionRasterParams, "max_invalid_fraction"),
                          help="tiles with more than this share of nodata pixels get no caption "
-                              "and status 'nodata' (default 0.5)")
+                              "and status 'nodata' (default %(default)s)")
     caption.add_argument("--out", required=True, metavar="GPKG",
                          help="the GeoPackage to write (e.g. grid.gpkg)")
-    caption.add_argument("--layer", default="captions", metavar="NAME",
-                         help="layer name in the GeoPackage (default captions)")
+    caption.add_argument("--layer", default=default(CaptionRasterParams, "layer"), metavar="NAME",
+                         help="layer name in the GeoPackage (default %(default)s)")
     caption.add_argument("--out-crs", metavar="CRS",
                          help="CRS of the layer, e.g. EPSG:3857 (default: the raster's)")
     existing = caption.add_mutually_exclusive_group()
@@ -73,80 +120,98 @@ def add_caption_commands(commands: argparse._SubParsersAction) -> None:
                           help="replace the layer when the output already has it")
     existing.add_argument("--resume", action="store_true",
                           help="caption only the tiles missing from the output's layer")
+    caption.add_argument("--no-describe", action="store_true",
+                         help="do not describe the grid at the end of the run (by default: "
+                              "the overview is printed and the regions layer written, as "
+                              "`mapscribe describe` does)")
+    caption.add_argument("--distributed", action="store_true",
+                         help="run as one of the processes that torchrun starts (also "
+                              "automatic when torchrun starts more than one): each captions "
+                              "its share of the tiles into a part file beside --out, and the "
+                              "first merges them at the end")
     caption.set_defaults(handler=_caption)
 
     export = commands.add_parser(
         "export", help="export a captioned grid to GeoJSON, CSV or an HTML report",
         description="Write the captions of GPKG (made by `mapscribe caption`) as GeoJSON "
                     "(RFC 7946, WGS 84), CSV (caption, tile centre longitude/latitude, WKT) or "
-                    "an accessible HTML report. An existing output file is replaced.")
+                    "an accessible HTML report. An existing output file is replaced only when "
+                    "it is an earlier export of the same kind, or with --overwrite.")
     export.add_argument("gpkg", metavar="GPKG")
-    export.add_argument("--format", choices=("geojson", "csv", "html"),
+    export.add_argument("--format", choices=EXPORT_FORMATS,
                         help="default: from the --out file's suffix (.geojson, .csv, .html)")
     export.add_argument("--out", required=True, metavar="FILE")
     export.add_argument("--layer", metavar="NAME",
                         help="the captions layer (default: the only one in GPKG)")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace FILE even when it is not an earlier export of this kind")
     export.set_defaults(handler=_export)
 
 
 # -- caption ------------------------------------------------------------------------------------
-def _caption_params(args: argparse.Namespace):
-    from ..geo.areas import BoundingBox, WholeRaster
-    from ..geo.raster_info import RasterInfo
-    from ..geo.vector import read_polygon_file
-    from ..jobs.caption_params import CaptionRasterParams
-
+def _caption_params(args: argparse.Namespace) -> CaptionRasterParams:
     if args.bbox_crs and not args.bbox:
-        raise _command_error("--bbox-crs needs --bbox MINX MINY MAXX MAXY")
+        raise CommandError("--bbox-crs needs --bbox MINX MINY MAXX MAXY")
     if args.polygons_layer and not args.polygons:
-        raise _command_error("--polygons-layer needs --polygons FILE")
+        raise CommandError("--polygons-layer needs --polygons FILE")
+    source = image_source(args)
+    area: AreaOfInterest
     if args.bbox:
-        crs = args.bbox_crs
+        crs = args.bbox_crs or bbox_crs_default(source)
+        if crs is None and source.is_web:
+            raise CommandError(f"give --bbox-crs with --bbox for {source.describe()} (e.g. "
+                               "--bbox-crs EPSG:4326 for longitudes and latitudes)")
         if crs is None:
-            raster = RasterInfo.from_path(args.raster)
-            if raster.crs is None:
-                raise _command_error(f"raster {args.raster} has no CRS, so --bbox cannot be "
-                                     "placed on it: assign the raster a CRS first.")
+            raster = RasterInfo.from_path(source.location, dict(source.open_options))
+            if raster.crs_wkt is None:
+                raise CommandError(f"raster {args.raster} has no CRS, so --bbox cannot be "
+                                   "placed on it: assign the raster a CRS first.")
             crs = raster.crs_wkt
-        area = BoundingBox(*args.bbox, crs=crs)
+        minx, miny, maxx, maxy = args.bbox
+        area = BoundingBox(minx, miny, maxx, maxy, crs=crs)
     elif args.polygons:
         area = read_polygon_file(args.polygons, args.polygons_layer)
     else:
         area = WholeRaster()
     return CaptionRasterParams(
-        raster=args.raster, model=args.model, output=args.out, area=area,
+        raster=source, model=args.model, output=args.out, area=area, zoom=args.zoom,
+        network=network_params(args),
         tile_size=args.tile_size, tile_size_unit=args.tile_size_unit, overlap=args.overlap,
         overlap_unit=args.overlap_unit, bands=args.bands, batch_size=args.batch_size,
-        beam_size=args.beam, max_length=args.max_length, device=args.device, layer=args.layer,
+        beam_size=args.beam, max_length=args.max_length, device=args.device,
+        runtime=args.runtime, layer=args.layer,
         output_crs=args.out_crs, overwrite=args.overwrite, resume=args.resume,
-        max_invalid_fraction=args.nodata_threshold)
-
-
-def _command_error(message: str) -> Exception:
-    from .common import CommandError
-
-    return CommandError(message)
+        max_invalid_fraction=args.nodata_threshold, distributed=args.distributed)
 
 
 def _caption(args: argparse.Namespace) -> int:
-    from ..jobs.caption import CAPTION_RASTER_ERRORS, caption_raster
-    from .common import EXIT_INTERRUPTED, EXIT_OK, StopOnCtrlC, TerminalProgressBar
-
-    try:
-        params = _caption_params(args)
-        with StopOnCtrlC("mapscribe caption") as stop:
-            try:
-                result = caption_raster(params, TerminalProgressBar(sys.stderr), stop)
-            except KeyboardInterrupt:
-                sys.stderr.write(f"mapscribe caption: the tiles finished so far are in "
-                                 f"{args.out}; to finish, run the same command with "
-                                 "--resume.\n")
-                raise
-    except CAPTION_RASTER_ERRORS as error:
-        raise _command_error(str(error)) from None
+    if is_quiet_rank():
+        # Under torchrun rank 0 speaks for the job: it meets the same bad input, names any
+        # other rank that fails, and its exit status is the job's; the others only exit.
+        try:
+            with StopOnCtrlC("mapscribe caption") as stop:
+                caption_raster(_caption_params(args), None, stop)
+        except RankStoppedError:
+            return EXIT_OK
+        except (CommandError, MapScribeError):
+            return EXIT_FAILED  # before the ranks met: torchrun stops the others
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+        return EXIT_OK
+    params = _caption_params(args)
+    with StopOnCtrlC("mapscribe caption") as stop:
+        try:
+            result = caption_raster(params, TerminalProgressBar(sys.stderr), stop)
+        except KeyboardInterrupt:
+            sys.stderr.write(f"mapscribe caption: the tiles finished so far are in "
+                             f"{args.out}; to finish, run the same command with "
+                             "--resume.\n")
+            raise
     for line in summary_lines(result):
         print(line)
-    if result.stopped == "cancelled":
+    if result.stopped == COMPLETED and not args.no_describe:
+        _describe_run(result)
+    if result.stopped == CANCELLED:
         sys.stderr.write(f"mapscribe caption: stopped; {result.remaining} of "
                          f"{result.tiles_total} tiles are still to caption. To finish, run the "
                          "same command with --resume (instead of --overwrite).\n")
@@ -154,15 +219,33 @@ def _caption(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def summary_lines(result) -> List[str]:
-    """The final summary of a captioning run, for people (its notes were logged as warnings
-    already)."""
-    done = result.captioned + result.nodata
-    lines = [f"{'Stopped' if result.stopped == 'cancelled' else 'Done'}: "
+def _describe_run(result: CaptionRasterResult) -> None:
+    """Describe the grid just captioned; a failure here leaves the captions as they are and is
+    said, not raised (the run itself succeeded)."""
+    try:
+        description = describe_captions(result.output, layer=result.layer)
+    except MapScribeError as error:
+        sys.stderr.write(f"mapscribe caption: the captions are written, but describing them "
+                         f"failed: {error}\n")
+        return
+    for line in description_lines(description):
+        print(line)
+    print_notes(description, "mapscribe caption", sys.stderr)
+
+
+def summary_lines(result: CaptionRasterResult) -> List[str]:
+    """The final summary of a captioning run, for people, its notes (e.g. imagery far coarser
+    than the model's training images) included."""
+    done = result.processed
+    lines = [f"{'Stopped' if result.stopped == CANCELLED else 'Done'}: "
              f"{result.captioned} tiles captioned"
              + (f" ({result.unfinished} cut short at the maximum length)"
                 if result.unfinished else "")
+             + (f", {result.uncertain} of them uncertain (low confidence)"
+                if result.uncertain else "")
              + f", {result.nodata} nodata"
+             + (f", {result.failed} failed (imagery not delivered: --resume tries them again)"
+                if result.failed else "")
              + (f", {result.skipped_existing} already in the file" if result.skipped_existing
                 else "")
              + f" — {done} tiles in {_duration(result.seconds)}"
@@ -172,37 +255,41 @@ def summary_lines(result) -> List[str]:
                  f"{result.tiles_total} tiles of {result.tile_size_pixels[0]}×"
                  f"{result.tile_size_pixels[1]} px ({result.tile_size_map[0]:.6g} × "
                  f"{result.tile_size_map[1]:.6g} map units); layer CRS {result.crs}")
-    lines.append(f"Written to {result.output} (layer '{result.layer}')")
+    lines.append(f"Written to {result.output} (layer '{result.layer}')"
+                 + (f", merged from the part files of {result.world_size} torchrun ranks"
+                    if result.world_size > 1 else ""))
+    if result.network:
+        stats = result.network
+        lines.append(f"Imagery from {result.source}: {stats['requests']:.0f} requests "
+                     f"({stats['requests_per_second']:.1f}/s), {stats['cache_hits']:.0f} from "
+                     f"the cache, {stats['retries']:.0f} retried, {stats['throttled']:.0f} "
+                     "throttled by the server")
+    if result.attribution:
+        lines.append(f"Imagery credit: {result.attribution}")
+    lines += [f"Note: {note}" for note in result.notes]
     if result.examples:
         lines.append("A few captions:")
         for example in result.examples[:SHOWN_EXAMPLES]:
             lines.append(f"  row {example.row}, col {example.col}: {example.caption}")
-    if result.stopped == "completed":
+    if result.stopped == COMPLETED:
         lines.append(f"Next: mapscribe export {result.output} --format html --out "
                      f"{Path(result.output).with_suffix('.html')}")
     return lines
 
 
 def _duration(seconds: float) -> str:
-    from ..progress import format_duration
-
     return f"{seconds:.1f} s" if seconds < 60 else format_duration(seconds)
 
 
 # -- export -------------------------------------------------------------------------------------
 def _export(args: argparse.Namespace) -> int:
-    from ..output.exports import ExportError, export_captions, format_from_suffix
-    from .common import EXIT_OK
-
     fmt = args.format or format_from_suffix(args.out)
     if fmt is None:
-        raise _command_error(f"cannot tell the format from {args.out!r}: give --format "
-                             "geojson, csv or html (or an --out ending in .geojson, .csv or "
-                             ".html).")
-    try:
-        result = export_captions(args.gpkg, fmt, args.out, layer=args.layer)
-    except ExportError as error:
-        raise _command_error(str(error)) from None
+        raise CommandError(f"cannot tell the format from {args.out!r}: give --format "
+                           "geojson, csv or html (or an --out ending in .geojson, .csv or "
+                           ".html).")
+    result = export_captions(args.gpkg, fmt, args.out, layer=args.layer,
+                             overwrite=args.overwrite)
     print(f"Wrote {result.tiles} tiles as {fmt.upper() if fmt != 'geojson' else 'GeoJSON'} to "
           f"{Path(result.path).resolve()}")
     return EXIT_OK

@@ -4,10 +4,18 @@ a cancel check, the progress bar, logging.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
 import signal
 import sys
+import tempfile
 import threading
+import time
+import traceback
+from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from ..progress import ProgressUpdate, format_duration
@@ -19,7 +27,8 @@ class TerminalProgressBar:
     def __init__(self, stream: Optional[TextIO] = None, width: int = 28):
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
-        self.interactive = hasattr(stream, "isatty") and stream.isatty()
+        # A bar redrawn in place on a terminal; a line per finished stage in a log or pipe.
+        self.interactive = bool(getattr(self.stream, "isatty", lambda: False)())
         self._open_line = False
 
     def __call__(self, update: ProgressUpdate) -> None:
@@ -84,15 +93,57 @@ class StopOnCtrlC:
         return self.requested
 
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
+# Where the traceback of an unexpected error goes (a bug: people are asked to report it).
+BUG_LOG_DIR_ENV = "MAPSCRIBE_LOG_DIR"
 
 
 class CommandError(Exception):
     """A failure already explained in words people can act on; printed without a traceback."""
 
 
-def _configure_logging(verbose: int, quiet: bool) -> None:
+def default(params_class: Any, name: str) -> Any:
+    """The engine's default for field ``name`` of a parameter dataclass: every front door
+    shows the engine's defaults instead of restating them."""
+    for item in fields(params_class):
+        if item.name == name:
+            if item.default is not MISSING:
+                return item.default
+            if item.default_factory is not MISSING:
+                return item.default_factory()
+    raise KeyError(f"{params_class.__name__} has no field {name!r} with a default")
+
+
+def write_bug_report(command: str, error: BaseException) -> Path:
+    """Write the traceback of an unexpected error to a log file; returns its path."""
+    folder = Path(os.environ.get(BUG_LOG_DIR_ENV) or Path(tempfile.gettempdir()) / "mapscribe")
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = folder / f"mapscribe-{command}-{stamp}-{os.getpid()}.log"
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    path.write_text(f"mapscribe {command} (argv {sys.argv!r})\n{text}", encoding="utf-8")
+    return path
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO
                                            if verbose else logging.WARNING)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every float that is not finite (NaN, ±Infinity) replaced by None:
+    JSON has no such numbers, and a parser given Python's ``NaN`` or ``-Infinity`` fails."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    return value
+
+
+def json_text(value: Any, indent: Optional[int] = 1) -> str:
+    """Valid JSON (RFC 8259) for ``value``: never NaN or Infinity."""
+    return json.dumps(finite_json(value), indent=indent, allow_nan=False)

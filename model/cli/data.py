@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 
-from .common import EXIT_OK, CommandError
+from .. import (
+    DatasetError,
+    TrainCaptionerParams,
+    merge_caption_folders,
+    read_caption_folder,
+    summarise,
+)
+from ..data.assemble import assemble_caption_folder
+from ..data.records import IMAGE_CHECKS
+from .common import EXIT_OK, CommandError, default, json_text
 
 
 # -- data check ---------------------------------------------------------------------------------
-def _add_data_commands(commands: argparse._SubParsersAction) -> None:
+def add_data_commands(commands: argparse._SubParsersAction) -> None:
     data = commands.add_parser("data", help="inspect caption datasets",
                                description="Inspect caption datasets (RSICD or COCO format).")
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -20,12 +28,15 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
                     "entry and file, and print images and captions per split, the vocabulary "
                     "size and caption lengths. Exits 1 when the folder cannot be used.")
     check.add_argument("folder", metavar="FOLDER")
-    check.add_argument("--min-word-count", type=int, default=5, metavar="N",
-                       help="words seen fewer than N times in train become <unk> (default 5)")
-    check.add_argument("--val-split-pct", type=float, default=0.1, metavar="F",
+    check.add_argument("--min-word-count", type=int, metavar="N",
+                       default=default(TrainCaptionerParams, "min_word_count"),
+                       help="words seen fewer than N times in train become <unk> (default "
+                            "%(default)s)")
+    check.add_argument("--val-split-pct", type=float, metavar="F",
+                       default=default(TrainCaptionerParams, "val_split_pct"),
                        help="fraction of images put in val when the annotations give no split "
-                            "(default 0.1)")
-    check.add_argument("--check-images", choices=("full", "header", "none"), default="full",
+                            "(default %(default)s)")
+    check.add_argument("--check-images", choices=IMAGE_CHECKS, default=IMAGE_CHECKS[0],
                        help="decode every image (full, default), only open it, or only check "
                             "that it exists")
     check.add_argument("--strict", action="store_true",
@@ -42,21 +53,32 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     merge.add_argument("--copy", action="store_true", help="copy the images instead of linking")
     merge.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
     merge.set_defaults(handler=_data_merge)
+    assemble = data_commands.add_parser(
+        "assemble", help="build a dataset folder from a captions file and an images folder",
+        description="Write OUT, an RSICD-format dataset folder, from CAPTIONS (an RSICD-format "
+                    "annotations file) and the image files it names in --images DIR (linked, "
+                    "else copied). Every named image must be there. With --keep-val FOLDER, "
+                    "only the val images of that dataset folder are kept: the rest of the val "
+                    "split stays out, reserved for an independent check.")
+    assemble.add_argument("out", metavar="OUT")
+    assemble.add_argument("captions", metavar="CAPTIONS")
+    assemble.add_argument("--images", required=True, metavar="DIR")
+    assemble.add_argument("--keep-val", metavar="FOLDER",
+                          help="keep only the val images that this dataset folder has")
+    assemble.add_argument("--overwrite", action="store_true",
+                          help="replace an OUT that MapScribe assembled before")
+    assemble.set_defaults(handler=_data_assemble)
 
 
 def _data_check(args: argparse.Namespace) -> int:
-    from ..data.folder import read_caption_folder
-    from ..data.records import DatasetError
-    from ..data.summary import summarise
-
     try:
         folder = read_caption_folder(args.folder, strict=args.strict,
                                      val_split_pct=args.val_split_pct,
                                      check_images=args.check_images)
     except DatasetError as error:
         if args.json:
-            print(json.dumps({"usable": False, "error": str(error).splitlines()[0],
-                              "problems": [str(p) for p in error.problems]}, indent=1))
+            print(json_text({"usable": False, "error": str(error).splitlines()[0],
+                             "problems": [str(p) for p in error.problems]}))
         raise CommandError(f"the folder cannot be used: {error}") from None
     if args.min_word_count < 1:
         raise CommandError(f"--min-word-count must be at least 1, not {args.min_word_count}")
@@ -65,7 +87,7 @@ def _data_check(args: argparse.Namespace) -> int:
         report = asdict(summary)
         report["usable"] = True
         report["problems"] = [str(p) for p in folder.problems]
-        print(json.dumps(report, indent=1))
+        print(json_text(report))
         return EXIT_OK
     print(f"Dataset   {summary.folder}")
     print(f"Format    {'RSICD/Karpathy' if summary.format == 'rsicd' else 'COCO captions'}; "
@@ -88,16 +110,18 @@ def _data_check(args: argparse.Namespace) -> int:
 
 
 def _data_merge(args: argparse.Namespace) -> int:
-    from ..data.merge import merge_caption_folders
-    from ..data.records import DatasetError
-
-    try:
-        merged = merge_caption_folders(args.out, args.folders, copy=args.copy,
-                                       overwrite=args.overwrite)
-    except (DatasetError, OSError) as error:
-        raise CommandError(str(error)) from None
+    merged = merge_caption_folders(args.out, args.folders, copy=args.copy,
+                                   overwrite=args.overwrite)
     counts = ", ".join(f"{name} {images}" for name, (images, _) in merged.split_counts().items())
     print(f"{args.out}: {len(merged.records)} images ({counts})")
+    return EXIT_OK
+
+
+def _data_assemble(args: argparse.Namespace) -> int:
+    folder = assemble_caption_folder(args.out, args.captions, args.images,
+                                     keep_val_of=args.keep_val, overwrite=args.overwrite)
+    counts = ", ".join(f"{name} {images}" for name, (images, _) in folder.split_counts().items())
+    print(f"{args.out}: {len(folder.records)} images ({counts})")
     return EXIT_OK
 
 

@@ -3,38 +3,39 @@
 Each sub-command is a thin front door: it turns arguments into the engine's parameter object,
 calls the one engine function for the job with a progress bar and a Ctrl-C check, and prints the
 result. Exit codes: 0 success, 1 the job could not be done (bad input: the message says why),
-2 wrong usage, 130 interrupted.
+2 wrong usage, 70 a bug (the traceback is written to a log file, whose path is printed),
+130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Callable, List, Optional
 
+from ..errors import MapScribeError
 from .caption import add_caption_commands
 from .common import (
+    EXIT_BUG,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     CommandError,
-    _configure_logging,
+    configure_logging,
+    write_bug_report,
 )
-from .data import _add_data_commands
+from .data import add_data_commands
+from .describe import add_describe_commands
+from .model import add_model_commands
+from .runtime import add_runtime_commands
 
+log = logging.getLogger("mapscribe")
 
-# -- the parser ---------------------------------------------------------------------------------
-def _add_model_commands(commands: argparse._SubParsersAction) -> None:
-    # Imported here, not at the top: cli_model imports CommandError from this module.
-    from .model import add_model_commands
-
-    add_model_commands(commands)
-
-
-# Each entry adds a group of sub-commands; modules that import from cli.py are imported lazily
-# through a small wrapper like _add_model_commands.
-_COMMAND_GROUPS: List[Callable[[argparse._SubParsersAction], None]] = [
-    _add_data_commands, _add_model_commands, add_caption_commands]
+# Each entry adds a group of sub-commands to the parser.
+COMMAND_GROUPS: List[Callable[[argparse._SubParsersAction], None]] = [
+    add_data_commands, add_model_commands, add_caption_commands, add_describe_commands,
+    add_runtime_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="more log messages (-vv for debugging)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in _COMMAND_GROUPS:
+    for add in COMMAND_GROUPS:
         add(commands)
     return parser
 
@@ -54,15 +55,28 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose, args.quiet)
+    configure_logging(args.verbose, args.quiet)
+    name = f"mapscribe {args.command}"
     try:
         return int(args.handler(args) or EXIT_OK)
-    except CommandError as error:
-        print(f"mapscribe {args.command}: error: {error}", file=sys.stderr)
+    except (CommandError, MapScribeError) as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print(f"mapscribe {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as error:
+        # The machine said no (disk full, permission denied, a file vanished): not a bug.
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"{name}: error: {error.strerror or error}{where}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as error:
+        path = write_bug_report(args.command, error)
+        log.debug("unexpected error", exc_info=True)
+        print(f"{name}: internal error ({type(error).__name__}: {error}). This is a bug in "
+              f"MapScribe; the details are in {path}. Please report it with that file.",
+              file=sys.stderr)
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -5,13 +5,13 @@ unreadable images, images no entry names, splits made from file names.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Dict, List, Optional, Set, Tuple
 
 from .formats import _Entry
+from .images import ImageTooLargeError, open_image
 from .records import ERROR, IMAGES, WARNING, DatasetError, Problem
 
 
@@ -72,15 +72,20 @@ def _inspect_image(path: Path, check: str) -> Tuple[Optional[str], str, Optional
         return "missing_image", "the image file is missing from images/", None, ""
     if check == "none":
         return None, "", None, "RGB"
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        # Decode from memory, not from the file: Pillow's libtiff decoder closes the file
-        # descriptor it was given, which under threads can close another thread's file.
-        with Image.open(io.BytesIO(path.read_bytes())) as image:
+        # Decoded from memory, not from the file (Pillow's libtiff decoder closes the file
+        # descriptor it was given, which under threads can close another thread's file), and
+        # only once its size is known to be below the ceiling.
+        with open_image(path) as image:
             size, mode = image.size, image.mode
             if check == "full":
                 image.load()
+    except ImageTooLargeError as error:
+        return "image_too_large", str(error).split(": ", 1)[-1], None, ""
+    except FileNotFoundError:
+        return "missing_image", "the image file is missing from images/", None, ""
     except UnidentifiedImageError:
         return "unreadable_image", "not an image file Pillow can read", None, ""
     except (OSError, SyntaxError, ValueError) as error:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import ParameterError
 from .images import load_rgb_image
 from .records import CaptionRecord
 from .text import Vocabulary
@@ -51,7 +52,7 @@ def dihedral(images: torch.Tensor, k: int) -> torch.Tensor:
     """One of the 8 symmetries of the square on (..., H, W): k % 4 quarter turns, mirrored if
     k ≥ 4. k = 0 is the identity."""
     if not 0 <= k < 8:
-        raise ValueError(f"dihedral index must be 0..7, not {k}")
+        raise ParameterError(f"dihedral index must be 0..7, not {k}")
     out = torch.rot90(images, k % 4, dims=(-2, -1))
     return torch.flip(out, dims=(-1,)) if k >= 4 else out
 
@@ -62,11 +63,12 @@ def encode_caption(vocabulary: Vocabulary, words: Sequence[str], max_words: int)
 
 
 class CaptionPairs(Dataset):
-    """(image tensor (3, S, S), caption ids (L,)) for every caption of every record."""
+    """(image tensor (3, S, S), caption ids (L,)) for every caption of every record; with
+    ``with_record`` a third item, the record's index (training looks up its theme by it)."""
 
     def __init__(self, records: Sequence[CaptionRecord], vocabulary: Vocabulary,
                  image_input: ImageInput, max_words: int = 30,
-                 augment: bool = False, seed: Optional[int] = None):
+                 augment: bool = False, seed: Optional[int] = None, with_record: bool = False):
         self.records = list(records)
         self.pairs = [(i, j) for i, record in enumerate(self.records)
                       for j in range(len(record.tokens))]
@@ -74,19 +76,21 @@ class CaptionPairs(Dataset):
         self.image_input = image_input
         self.max_words = max_words
         self.augment = augment
+        self.with_record = with_record
         self._random = random.Random(seed)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> Tuple:
         record_index, caption_index = self.pairs[index]
         record = self.records[record_index]
         image = self.image_input.to_tensor(load_rgb_image(record.image_path))
         if self.augment:
             image = dihedral(image, self._random.randrange(8))
-        ids = encode_caption(self.vocabulary, record.tokens[caption_index], self.max_words)
-        return image, torch.tensor(ids, dtype=torch.long)
+        ids = torch.tensor(encode_caption(self.vocabulary, record.tokens[caption_index],
+                                          self.max_words), dtype=torch.long)
+        return (image, ids, record_index) if self.with_record else (image, ids)
 
 
 class CaptionImages(Dataset):
@@ -119,9 +123,11 @@ def pad_captions(captions: Sequence[torch.Tensor], pad_id: int = Vocabulary.pad_
     return padded, lengths
 
 
-def collate_pairs(batch: Sequence[Tuple[torch.Tensor, torch.Tensor]]
-                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """→ images (B, 3, S, S), caption ids (B, L_max), caption lengths (B,)."""
-    images = torch.stack([image for image, _ in batch])
-    ids, lengths = pad_captions([caption for _, caption in batch])
+def collate_pairs(batch: Sequence[Tuple]) -> Tuple[torch.Tensor, ...]:
+    """→ images (B, 3, S, S), caption ids (B, L_max), caption lengths (B,), and with records
+    their indices (B,)."""
+    images = torch.stack([item[0] for item in batch])
+    ids, lengths = pad_captions([item[1] for item in batch])
+    if len(batch[0]) == 3:
+        return images, ids, lengths, torch.tensor([item[2] for item in batch])
     return images, ids, lengths

@@ -20,8 +20,11 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from ..atomic import write_stream_atomic
+from ..errors import ParameterError
 from ..progress import Cancelled, ProgressReporter
 from .datasets import dihedral
+from .degrade import NONE, RESOLUTION_VARIANTS, Degradation
 from .images import load_rgb_image
 from .records import CaptionRecord
 
@@ -31,6 +34,8 @@ log = logging.getLogger(__name__)
 # Dihedral variants in the order they are added: identity, mirror, quarter turn, quarter turn
 # mirrored, then the rest. Two variants double the data with the cheapest symmetry.
 VARIANT_ORDER = (0, 4, 1, 5, 2, 6, 3, 7)
+# A log line every this many images: encoding a large dataset takes a while.
+LOG_EVERY = 1000
 
 
 @dataclass
@@ -65,14 +70,18 @@ def _memory_format(images: torch.Tensor, device: torch.device) -> torch.Tensor:
         else images
 
 
-def feature_key(captioner, records: Sequence[CaptionRecord], variants: Sequence[int]) -> str:
+def feature_key(captioner, records: Sequence[CaptionRecord], variants: Sequence[int],
+                degradations: Sequence[Degradation] = ()) -> str:
     """A hash of everything the cached features depend on."""
     config = captioner.config
     digest = hashlib.sha256()
-    digest.update(json.dumps({"backbone": config.backbone, "grid": config.grid_size,
-                              "input": config.input_size, "mean": list(config.mean),
-                              "std": list(config.std), "variants": list(variants),
-                              "encoder": _encoder_fingerprint(captioner)}).encode())
+    described = {"backbone": config.backbone, "grid": config.grid_size,
+                 "input": config.input_size, "mean": list(config.mean),
+                 "std": list(config.std), "variants": list(variants),
+                 "encoder": _encoder_fingerprint(captioner)}
+    if any(not d.is_identity for d in degradations):
+        described["degradations"] = [d.to_dict() for d in degradations]
+    digest.update(json.dumps(described).encode())
     for record in records:
         stat = record.image_path.stat()
         digest.update(f"{record.image_path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
@@ -93,20 +102,26 @@ def _encoder_fingerprint(captioner) -> str:
 def encode_records(captioner, records: Sequence[CaptionRecord], *, variants: int = 1,
                    batch_size: int = 32, cache_dir: Optional[Path] = None,
                    progress: Optional[ProgressReporter] = None,
-                   cancelled: Callable[[], bool] = lambda: False) -> FeatureStore:
-    """Encode every record's image in ``variants`` dihedral versions (1 ≤ variants ≤ 8)."""
+                   cancelled: Callable[[], bool] = lambda: False,
+                   resolution_augmentation: bool = False) -> FeatureStore:
+    """Encode every record's image in ``variants`` dihedral versions (1 ≤ variants ≤ 8); with
+    ``resolution_augmentation`` the versions are also seen coarser, each slot as
+    :data:`~.degrade.RESOLUTION_VARIANTS` says (slot 0 stays the image as it is)."""
     if not 1 <= variants <= 8:
-        raise ValueError(f"feature variants must be 1..8, not {variants}")
+        raise ParameterError(f"feature variants must be 1..8, not {variants}")
     chosen = VARIANT_ORDER[:variants]
+    degradations = (RESOLUTION_VARIANTS[:variants] if resolution_augmentation
+                    else (NONE,) * variants)
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"features-{feature_key(captioner, records, chosen)}.pt"
+        key = feature_key(captioner, records, chosen, degradations)
+        path = Path(cache_dir) / f"features-{key}.pt"
         if path.is_file():
             try:
                 cached = torch.load(path, weights_only=True)
                 log.info("features for %d images read from %s", len(records), path)
                 return FeatureStore(cached["features"], tuple(cached["variants"]))
-            except Exception as error:  # a damaged cache is recomputed, never trusted
+            except Exception as error:  # noqa: BLE001 - a damaged cache is recomputed, never trusted
                 log.warning("ignoring the damaged feature cache %s (%s)", path, error)
 
     device = captioner.device
@@ -123,18 +138,19 @@ def encode_records(captioner, records: Sequence[CaptionRecord], *, variants: int
         images = torch.stack([image_input.to_tensor(load_rgb_image(r.image_path))
                               for r in chunk]).to(device)
         for slot, k in enumerate(chosen):
+            seen = degradations[slot].apply(dihedral(images, k))
             with _fast_inference(device):
-                features = captioner.encode(_memory_format(dihedral(images, k), device))
+                features = captioner.encode(_memory_format(seen, device))
             store[start:start + len(chunk), slot] = features.to("cpu", torch.float16)
         if progress is not None:
             progress.advance(len(chunk))
+        done = start + len(chunk)
+        if done % LOG_EVERY < batch_size or done == len(records):
+            log.info("encoded %d of %d images (%d versions each)", done, len(records),
+                     len(chosen))
     captioner.encoder.train(was_training)
     if path is not None:
-        import io
-
-        from ..atomic import write_bytes_atomic
-
-        buffer = io.BytesIO()
-        torch.save({"features": store, "variants": list(chosen)}, buffer)
-        write_bytes_atomic(path, buffer.getvalue())
+        # Streamed to the file: a copy in memory would double gigabytes of features.
+        payload = {"features": store, "variants": list(chosen)}
+        write_stream_atomic(path, lambda stream: torch.save(payload, stream))
     return FeatureStore(store, chosen)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..errors import ParameterError
 from .checks import (
     _assign_missing_splits,
     _check_image_files,
@@ -52,8 +53,12 @@ from .records import (
     DatasetError,
     Problem,
 )
+from .themes import scene_of
 
 log = logging.getLogger(__name__)
+
+# The largest annotations.json read (json.loads needs several times its size in memory).
+MAX_ANNOTATIONS_BYTES = 512 * 10**6
 
 
 @dataclass
@@ -78,7 +83,7 @@ class CaptionFolder:
 
     def split(self, name: str) -> List[CaptionRecord]:
         if name not in SPLITS:
-            raise ValueError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
+            raise ParameterError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
         return [r for r in self.records if r.split == name]
 
     def split_counts(self) -> Dict[str, Tuple[int, int]]:
@@ -110,7 +115,7 @@ def read_caption_folder(folder: "str | os.PathLike", *, strict: bool = False,
     """
     root = Path(folder)
     if check_images not in IMAGE_CHECKS:
-        raise ValueError(f"check_images must be one of {IMAGE_CHECKS}, not {check_images!r}")
+        raise ParameterError(f"check_images must be one of {IMAGE_CHECKS}, not {check_images!r}")
     if not 0.0 <= float(val_split_pct) < 1.0:
         raise DatasetError(f"val_split_pct={val_split_pct!r} must be a fraction in [0, 1), "
                            "e.g. 0.1 for 10% of the images")
@@ -132,7 +137,11 @@ def read_caption_folder(folder: "str | os.PathLike", *, strict: bool = False,
     problems += _unlisted_images(root, _named_files(document, fmt))
     if strict:
         _raise_first_error_class(root, problems)
+    name = document.get("dataset") if isinstance(document.get("dataset"), str) else None
     records = [entry.record() for entry in entries if entry.usable]
+    for record in records:
+        if record.scene is None:
+            record.scene = scene_of(name, record.filename)
     if not records:
         raise DatasetError(f"{root}: no usable image with captions was found", problems)
     n_errors = sum(p.severity == ERROR for p in problems)
@@ -140,7 +149,6 @@ def read_caption_folder(folder: "str | os.PathLike", *, strict: bool = False,
         log.warning("%s: %d error(s) and %d warning(s) found; the affected entries are left "
                     "out or converted (see the folder's problem report)", root, n_errors,
                     len(problems) - n_errors)
-    name = document.get("dataset") if isinstance(document.get("dataset"), str) else None
     return CaptionFolder(root, fmt, records, problems, split_source, float(val_split_pct),
                          name)
 
@@ -155,7 +163,14 @@ def _load_annotations(root: Path) -> Any:
         raise DatasetError(f"{root}: missing {' and '.join(missing)}; a dataset folder holds "
                            f"'{IMAGES}/' (the image files) and '{ANNOTATIONS}' (the captions, "
                            "RSICD or COCO format)")
+    _check_stays_inside(root)
     path = root / ANNOTATIONS
+    size = path.stat().st_size
+    if size > MAX_ANNOTATIONS_BYTES:
+        raise DatasetError(f"{path}: {size / 1e6:.0f} MB, more than the "
+                           f"{MAX_ANNOTATIONS_BYTES // 10**6} MB MapScribe reads as annotations "
+                           "(COCO's own captions file is 90 MB); split the dataset into "
+                           "several folders")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
@@ -168,3 +183,18 @@ def _load_annotations(root: Path) -> Any:
     except json.JSONDecodeError as error:
         raise DatasetError(f"{path}: malformed JSON at line {error.lineno}, column "
                            f"{error.colno}: {error.msg}") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: JSON nested too deeply to be annotations") from None
+
+
+def _check_stays_inside(root: Path) -> None:
+    """``images/`` and ``annotations.json`` must lie in the folder: a symbolic link that leads
+    out of it (to ``/``, say) is refused like a file name with ``..``, before anything under it
+    is listed or read."""
+    base = root.resolve()
+    for name in (IMAGES, ANNOTATIONS):
+        target = (root / name).resolve()
+        if target != base / name and base not in target.parents:
+            raise DatasetError(f"{root / name}: a symbolic link to {target}, outside the "
+                               f"dataset folder; '{IMAGES}/' and '{ANNOTATIONS}' must lie in "
+                               "it (copy them in, or point MapScribe at the folder they are in)")

@@ -32,10 +32,13 @@ class _Entry:
     path: Optional[Path] = None
     mode: str = "RGB"
     size: Optional[Tuple[int, int]] = None
+    scene: Optional[str] = None   # as the entry names it ("scene"); else from the file name
 
     def record(self) -> CaptionRecord:
+        # Only usable entries become records: their path and split are known by then.
+        assert self.path is not None and self.split is not None
         return CaptionRecord(self.filename, self.path, self.split, self.captions, self.tokens,
-                             self.entry, self.mode, self.size)
+                             self.entry, self.mode, self.size, self.scene)
 
 
 def _type_name(value: Any) -> str:
@@ -125,7 +128,9 @@ def _rsicd_entries(document: dict) -> Tuple[List[_Entry], List[Problem]]:
             problems.append(Problem("no_captions", "the image has no usable caption; it is left "
                                     "out", entry=index, filename=filename))
             continue
-        entries.append(_Entry(index, filename, split, captions, tokens, usable=split_ok))
+        scene = item.get("scene")
+        entries.append(_Entry(index, filename, split, captions, tokens, usable=split_ok,
+                              scene=scene.strip().lower() if isinstance(scene, str) else None))
     return entries, problems
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from ..errors import MapScribeError
+
 ANNOTATIONS = "annotations.json"
 
 
@@ -56,7 +58,7 @@ class Problem:
         return f"{self.severity}: {prefix + ': ' if prefix else ''}{self.message}"
 
 
-class DatasetError(ValueError):
+class DatasetError(MapScribeError, ValueError):
     """A dataset folder that cannot be used; ``problems`` lists why."""
 
     def __init__(self, message: str, problems: Sequence[Problem] = ()):
@@ -79,3 +81,4 @@ class CaptionRecord:
     entry: int                    # index in the annotations' image list
     image_mode: str = "RGB"       # PIL mode on disk ('L', 'RGBA' ... are converted to RGB)
     image_size: Optional[Tuple[int, int]] = None  # (width, height) on disk
+    scene: Optional[str] = None   # the dataset's scene class (data.themes), when it has one

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterable, List, Sequence
 
 from ..atomic import write_text_atomic
+from ..errors import MapScribeError
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*", re.UNICODE)
 
@@ -42,7 +43,7 @@ def detokenize(words: Sequence[str]) -> str:
     return " ".join(words)
 
 
-class VocabularyError(ValueError):
+class VocabularyError(MapScribeError, ValueError):
     """A vocabulary file that cannot be used."""
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Dict, Hashable, List, Mapping, Sequence
 
+from ..errors import ParameterError
 from .references import Words, _Image, _images_from_words, _ngram_counts
 
 BLEU_MAX_N = 4
@@ -64,5 +65,5 @@ def corpus_bleu(candidates: Mapping[Hashable, Sequence[str]],
     Returns ``[BLEU-1, ..., BLEU-max_n]``. See the module docstring for the exact definition.
     """
     if max_n < 1:
-        raise ValueError(f"max_n must be at least 1, not {max_n}")
+        raise ParameterError(f"max_n must be at least 1, not {max_n}")
     return _bleu(_images_from_words(candidates, references), max_n)

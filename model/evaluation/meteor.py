@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Deque, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
 
+from ..errors import MapScribeError, ParameterError
 from .references import _Image, _images_from_words
 
 logger = logging.getLogger(__name__)
@@ -33,11 +34,11 @@ _METEOR_FIELD_SEPARATOR = "|||"
 
 
 # -- METEOR -------------------------------------------------------------------------------------
-class MeteorUnavailableError(RuntimeError):
+class MeteorUnavailableError(MapScribeError, RuntimeError):
     """METEOR cannot run here (no Java, or no jar); the message says why."""
 
 
-class MeteorError(RuntimeError):
+class MeteorError(MapScribeError, RuntimeError):
     """The METEOR program failed, stopped or did not answer in time."""
 
 
@@ -82,8 +83,8 @@ def find_meteor() -> MeteorSetup:
     if configured:
         jar: Optional[Path] = Path(configured).expanduser()
         if not jar.is_file():
-            return MeteorSetup(None, jar, f"{METEOR_JAR_ENV} names {str(jar)!r}, which is not a "
-                               f"file: point it at {METEOR_JAR_NAME} or unset it")
+            return MeteorSetup(None, jar, f"{METEOR_JAR_ENV} names {str(jar)!r}, which is "
+                               f"not a file: point it at {METEOR_JAR_NAME} or unset it")
     else:
         jar = _packaged_meteor_jar()
         if jar is None:
@@ -115,7 +116,8 @@ class MeteorScorer:
             raise MeteorUnavailableError(setup.unavailable_reason)
         assert setup.java is not None and setup.jar is not None
         if not timeout_s > 0:
-            raise ValueError(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")
+            raise ParameterError(f"timeout_s must be a positive number of seconds, not "
+                                 f"{timeout_s!r}")
         self.timeout_s = float(timeout_s)
         self._lock = threading.Lock()
         self._timed_out = False
@@ -170,6 +172,7 @@ class MeteorScorer:
         watchdog.daemon = True
         answers = []
         watchdog.start()
+        assert self._process.stdin is not None and self._process.stdout is not None  # pipes
         try:
             self._process.stdin.write(line.encode("utf-8") + b"\n")
             self._process.stdin.flush()
@@ -202,8 +205,8 @@ class MeteorScorer:
         """METEOR's sufficient statistics of one image (a line of numbers)."""
         for words in (image.candidate,) + image.references:
             if any(_METEOR_FIELD_SEPARATOR in word for word in words):
-                raise ValueError(f"image {image.key!r}: a word contains "
-                                 f"{_METEOR_FIELD_SEPARATOR!r}, METEOR's field separator")
+                raise ParameterError(f"image {image.key!r}: a word contains "
+                                     f"{_METEOR_FIELD_SEPARATOR!r}, METEOR's field separator")
         # SCORE ||| reference 1 ||| ... ||| reference k ||| candidate. The candidate field is
         # kept even when empty (a trailing " ||| "); without it METEOR would take the last
         # reference for the candidate.
@@ -250,7 +253,8 @@ def _stop_process(process: subprocess.Popen) -> None:
     """End a METEOR process: close its input (it exits on end of input), kill it if it lingers."""
     if process.poll() is None:
         try:
-            process.stdin.close()
+            if process.stdin is not None:
+                process.stdin.close()
         except OSError:
             pass
         try:
@@ -259,6 +263,8 @@ def _stop_process(process: subprocess.Popen) -> None:
             process.kill()
             process.wait()
     for stream in (process.stdin, process.stdout):
+        if stream is None:
+            continue
         try:
             stream.close()
         except OSError:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Counter, Hashable, List, Mapping, Sequence, Tuple
 
 from ..data.text import tokenize
+from ..errors import ParameterError
 
 Words = Tuple[str, ...]
 
@@ -33,10 +34,11 @@ def _show_ids(ids: Sequence[Hashable], limit: int = 10) -> str:
 def _check_same_images(candidates: Mapping, references: Mapping) -> List[Hashable]:
     """The image ids in candidate order, after checking both mappings cover the same images."""
     if not isinstance(candidates, Mapping) or not isinstance(references, Mapping):
-        raise ValueError("candidates and references must be mappings from image id to captions, "
-                         f"not {type(candidates).__name__} and {type(references).__name__}")
+        raise ParameterError("candidates and references must be mappings from image id to "
+                             f"captions, not {type(candidates).__name__} and "
+                             f"{type(references).__name__}")
     if not candidates and not references:
-        raise ValueError("no captions to evaluate: candidates and references are both empty")
+        raise ParameterError("no captions to evaluate: candidates and references are both empty")
     only_candidates = [key for key in candidates if key not in references]
     only_references = [key for key in references if key not in candidates]
     if only_candidates or only_references:
@@ -47,32 +49,32 @@ def _check_same_images(candidates: Mapping, references: Mapping) -> List[Hashabl
         if only_references:
             problems.append(f"{len(only_references)} image id(s) have references but no "
                             f"candidate: {_show_ids(only_references)}")
-        raise ValueError("candidates and references must cover the same images; "
-                         + "; ".join(problems))
+        raise ParameterError("candidates and references must cover the same images; "
+                             + "; ".join(problems))
     keys = list(candidates)
     for key in keys:
         if isinstance(references[key], (str, bytes)):
-            raise ValueError(f"references of image {key!r} must be a list of captions, not one "
-                             "string")
+            raise ParameterError(f"references of image {key!r} must be a list of captions, not one "
+                                 "string")
         if not isinstance(references[key], Sequence):
-            raise ValueError(f"references of image {key!r} must be a list of captions, not "
-                             f"{type(references[key]).__name__}")
+            raise ParameterError(f"references of image {key!r} must be a list of captions, not "
+                                 f"{type(references[key]).__name__}")
     without = [key for key in keys if len(references[key]) == 0]
     if without:
-        raise ValueError(f"{len(without)} image(s) have no reference captions: "
-                         f"{_show_ids(without)}; every image needs at least one reference")
+        raise ParameterError(f"{len(without)} image(s) have no reference captions: "
+                             f"{_show_ids(without)}; every image needs at least one reference")
     return keys
 
 
 def _check_words(words: object, what: str) -> Words:
     """``words`` as a tuple of words, or a ValueError saying what is wrong with them."""
     if isinstance(words, (str, bytes)) or not isinstance(words, Sequence):
-        raise ValueError(f"{what} must be a list of words (use evaluate_captions for caption "
-                         f"strings), not {type(words).__name__}")
+        raise ParameterError(f"{what} must be a list of words (use evaluate_captions for caption "
+                             f"strings), not {type(words).__name__}")
     for word in words:
         if not isinstance(word, str) or not word or word != "".join(word.split()):
-            raise ValueError(f"{what} holds {word!r}: words must be non-empty strings without "
-                             "whitespace")
+            raise ParameterError(f"{what} holds {word!r}: words must be non-empty strings without "
+                                 "whitespace")
     return tuple(words)
 
 
@@ -86,9 +88,9 @@ def _images_from_words(candidates: Mapping[Hashable, Sequence[str]],
         for index, reference in enumerate(references[key]):
             words = _check_words(reference, f"reference {index} of image {key!r}")
             if not words:
-                raise ValueError(f"reference {index} of image {key!r} has no words; drop empty "
-                                 "captions before evaluating (COCO counts them as references "
-                                 "that nothing can match, which lowers every score)")
+                raise ParameterError(f"reference {index} of image {key!r} has no words; drop empty "
+                                     "captions before evaluating (COCO counts them as references "
+                                     "that nothing can match, which lowers every score)")
             refs.append(words)
         images.append(_Image(key, candidate, tuple(refs)))
     return images
@@ -101,17 +103,18 @@ def _images_from_captions(candidates: Mapping[Hashable, str],
     for key in _check_same_images(candidates, references):
         candidate = candidates[key]
         if not isinstance(candidate, str):
-            raise ValueError(f"the candidate of image {key!r} must be a caption string, not "
-                             f"{type(candidate).__name__} (use evaluate_tokenized for word lists)")
+            raise ParameterError(f"the candidate of image {key!r} must be a caption string, not "
+                                 f"{type(candidate).__name__} (use evaluate_tokenized for word "
+                                 "lists)")
         refs = []
         for index, reference in enumerate(references[key]):
             if not isinstance(reference, str):
-                raise ValueError(f"reference {index} of image {key!r} must be a caption string, "
-                                 f"not {type(reference).__name__}")
+                raise ParameterError(f"reference {index} of image {key!r} must be a caption "
+                                     f"string, not {type(reference).__name__}")
             words = tuple(tokenize(reference))
             if not words:
-                raise ValueError(f"reference {index} of image {key!r} has no words "
-                                 f"({reference!r}); drop empty captions before evaluating")
+                raise ParameterError(f"reference {index} of image {key!r} has no words "
+                                     f"({reference!r}); drop empty captions before evaluating")
             refs.append(words)
         images.append(_Image(key, tuple(tokenize(candidate)), tuple(refs)))
     return images

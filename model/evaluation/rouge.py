@@ -1,4 +1,5 @@
-"""ROUGE-L: the longest common subsequence F-measure (beta 1.2), as in the COCO caption evaluation."""
+"""ROUGE-L: the longest common subsequence F-measure (beta 1.2), as in the COCO caption
+evaluation."""
 
 from __future__ import annotations
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Mapping, Optional, Tuple, Union
 
 import rasterio
 from affine import Affine
@@ -12,7 +14,18 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
+from ..paths import check_utf8_path
 from .errors import TilingError
+
+
+def _is_pipe_or_device(path: str) -> bool:
+    """A FIFO, socket or device (``/dev/stdin``, ``/dev/zero``): GDAL would wait on it for
+    ever. Folders and GDAL strings (``/vsicurl/…``, ``GPKG:…``) are left to GDAL."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 # --------------------------------------------------------------------------------------------
@@ -37,10 +50,16 @@ class RasterInfo:
     block_shapes: Tuple[Tuple[int, int], ...]  # per band, (rows, cols)
 
     @classmethod
-    def from_path(cls, path: Union[str, Path]) -> "RasterInfo":
-        """Read the header of the raster at ``path`` (no pixels)."""
+    def from_path(cls, path: Union[str, Path],
+                  open_options: Optional[Mapping[str, str]] = None) -> "RasterInfo":
+        """Read the header of the raster at ``path`` (a file or a GDAL string, opened with
+        ``open_options``; no pixels)."""
+        text = check_utf8_path(path, "raster")
+        if _is_pipe_or_device(text):
+            raise TilingError(f"raster {text} is a pipe or a device, not a file: reading it "
+                              "could block for ever. Give a raster file.")
         try:
-            with rasterio.open(path) as dataset:
+            with rasterio.open(text, **dict(open_options or {})) as dataset:
                 return cls.from_dataset(dataset)
         except RasterioIOError as exc:
             raise TilingError(f"cannot open raster {path}: {exc}. Check the path and that it is "

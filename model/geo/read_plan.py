@@ -9,7 +9,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import rasterio
@@ -167,16 +167,24 @@ class TileBatch:
     valid_fraction: np.ndarray  # (N,) float32 in [0, 1]
     is_nodata: np.ndarray  # (N,) bool: too few valid pixels, record as 'nodata'
     stretch: Optional[StretchParams]  # the raster's one stretch (None for 8-bit data)
+    # Per tile: why its imagery could not be read (a web service failed), else None. A failed
+    # tile is also is_nodata: it is never shown to the model.
+    failures: Optional[List[Optional[str]]] = None
+
+    def failure(self, index: int) -> Optional[str]:
+        """Why tile ``index`` of the batch could not be read, or None."""
+        return self.failures[index] if self.failures else None
 
 
 # --------------------------------------------------------------------------------------------
 # Once per raster: bands and stretch
 # --------------------------------------------------------------------------------------------
-def prepare_reading(path: Union[str, Path], params: ReadParams) -> ReadPlan:
-    """Resolve the bands and compute the stretch of the raster at ``path`` (one decimated or
-    sampled read; no tile is read)."""
+def prepare_reading(path: Union[str, Path], params: ReadParams,
+                    open_options: Optional[Mapping[str, str]] = None) -> ReadPlan:
+    """Resolve the bands and compute the stretch of the raster at ``path`` (opened with
+    ``open_options``; one decimated or sampled read; no tile is read)."""
     try:
-        with rasterio.open(path) as dataset:
+        with rasterio.open(path, **dict(open_options or {})) as dataset:
             return _plan(dataset, params)
     except RasterioIOError as exc:
         raise RasterReadError(f"cannot open raster {path}: {exc}. Check the path and that it is "
@@ -295,7 +303,8 @@ def compute_stretch(dataset: Any, plan: ReadPlan, percentiles: Tuple[float, floa
         low.append(float(lo))
         high.append(float(hi))
     return StretchParams(bands=tuple(bands), low=tuple(low), high=tuple(high),
-                         percentiles=tuple(percentiles), sample=sample, sample_pixels=count)
+                         percentiles=(float(percentiles[0]), float(percentiles[1])), sample=sample,
+                         sample_pixels=count)
 
 
 # --------------------------------------------------------------------------------------------

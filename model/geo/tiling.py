@@ -22,20 +22,24 @@ import hashlib
 import json
 import logging
 import math
+from array import array
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
-from rasterio.windows import Window
-from rasterio.windows import bounds as window_bounds
 
 from .areas import AreaOfInterest, BoundingBox, PolygonArea, WholeRaster
-from .crs import _metres_per_map_unit, _parse_crs
+from .crs import ground_scale, parse_crs
 from .errors import TilingError
 from .raster_info import RasterInfo
-from .vector import _polygons_in_raster_crs, _touches_inside
+from .tile_sequence import GridLayout, TileSequence, TileWindow
+from .vector import _polygons_in_raster_crs, _tiles_meeting
+
+__all__ = ["TileGrid", "TileGridParams", "TileSequence", "TileWindow", "plan_tiles",
+           "grid_placement", "grid_signature", "MAX_TILES", "MAX_TILE_PIXELS",
+           "TILE_SIZE_UNITS", "OVERLAP_UNITS"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,16 @@ log = logging.getLogger(__name__)
 # Below this many pixels a side a tile is mostly resampling artefacts, and such a size is almost
 # always a unit mistake (metres given where pixels were meant, or the reverse).
 MIN_TILE_PIXELS = 4
+
+
+# Above this many pixels a side a tile is almost always a unit mistake too, and reading it
+# would take the source's full resolution for one model input.
+MAX_TILE_PIXELS = 16_384
+
+
+# The most tiles one run plans (rows × columns before polygons leave any out): about 9 hours
+# at 30 tiles a second on a laptop's CPU. Larger areas are captioned a part at a time.
+MAX_TILES = 1_000_000
 
 
 # Points added along each edge of a bounding box before reprojecting it (rasterio's default).
@@ -95,8 +109,14 @@ class TileGridParams:
         if self.tile_size is not None and not self.tile_size > 0:
             raise TilingError(f"tile size must be positive, got {self.tile_size} "
                               f"({self.tile_size_unit}).")
+        if self.tile_size is not None and not math.isfinite(self.tile_size):
+            raise TilingError(f"tile size must be a finite number, got {self.tile_size} "
+                              f"({self.tile_size_unit}).")
         if not self.overlap >= 0:
             raise TilingError(f"overlap must be zero or positive, got {self.overlap} "
+                              f"({self.overlap_unit}).")
+        if not math.isfinite(self.overlap):
+            raise TilingError(f"overlap must be a finite number, got {self.overlap} "
                               f"({self.overlap_unit}).")
         if self.overlap_unit == "percent" and self.overlap >= 100:
             raise TilingError(f"overlap {self.overlap}% must be below 100% of the tile size.")
@@ -105,22 +125,13 @@ class TileGridParams:
 
 
 @dataclass(frozen=True)
-class TileWindow:
-    """One tile: its place in the grid, its pixel window and its bounds in the raster's CRS."""
-
-    row: int
-    col: int
-    tile_id: int  # row * grid.cols + col: stable whichever tiles a polygon area leaves out
-    window: Window  # in raster pixels; may extend past the raster when is_edge
-    bounds: Tuple[float, float, float, float]  # (left, bottom, right, top), raster CRS
-    is_edge: bool  # the window sticks out of the raster: read boundless, filled with nodata
-
-
-@dataclass(frozen=True)
 class TileGrid:
-    """The tiles that cover an area of a raster, row by row, west to east."""
+    """The tiles that cover an area of a raster, row by row, west to east.
 
-    tiles: List[TileWindow]
+    ``tiles`` is a :class:`TileSequence`: a list to its users, whose tiles are made one at a
+    time when asked for (a grid never holds all of its tiles in memory)."""
+
+    tiles: TileSequence
     rows: int
     cols: int
     crs: str  # the raster's CRS ("EPSG:…" or WKT), the CRS of every bounds here
@@ -132,6 +143,7 @@ class TileGrid:
     tile_size: Tuple[int, int]  # (width, height) in raster pixels
     step: Tuple[int, int]  # (x, y) in raster pixels; overlap = tile_size - step
     tile_size_map: Tuple[float, float]  # (width, height) in map units
+    tile_size_metres: Tuple[float, float]  # (width, height) on the ground at the area's centre
     area_bounds: Tuple[float, float, float, float]  # the clipped area, raster CRS
     skipped: int  # tiles of the rows × cols grid left out because they miss every polygon
     grid_signature: str = field(default="")
@@ -153,11 +165,7 @@ class TileGrid:
 # --------------------------------------------------------------------------------------------
 def plan_tiles(raster: RasterInfo, area: AreaOfInterest, params: TileGridParams) -> TileGrid:
     """Cover ``area`` of ``raster`` with tiles aligned to its pixel grid (see the module doc)."""
-    _check_georeferencing(raster)
-    tile_w, tile_h = _tile_size_pixels(raster, params)
-    overlap_x, overlap_y = _overlap_pixels(params, tile_w, tile_h, raster.path)
-    step_x, step_y = tile_w - overlap_x, tile_h - overlap_y
-
+    crs, crs_wkt = _check_georeferencing(raster)
     polygons = None
     if isinstance(area, WholeRaster):
         area_bounds = raster.bounds
@@ -171,38 +179,41 @@ def plan_tiles(raster: RasterInfo, area: AreaOfInterest, params: TileGridParams)
         raise TilingError(f"unknown area of interest {area!r}: use WholeRaster, BoundingBox or "
                           "PolygonArea.")
     clipped = _clip_to_raster(area_bounds, raster, area)
+    centre = ((clipped[0] + clipped[2]) / 2, (clipped[1] + clipped[3]) / 2)
+    metres_x, metres_y = ground_scale(crs_wkt, centre, raster.path)
+    tile_w, tile_h = _tile_size_pixels(raster, params, (metres_x, metres_y))
+    overlap_x, overlap_y = _overlap_pixels(params, tile_w, tile_h, raster.path)
+    step_x, step_y = tile_w - overlap_x, tile_h - overlap_y
 
     col_start, row_start, col_end, row_end = _pixel_span(clipped, raster)
     cols = _tiles_needed(col_end - col_start, tile_w, step_x)
     rows = _tiles_needed(row_end - row_start, tile_h, step_y)
+    _check_tile_count(rows, cols, (tile_w, tile_h), raster, area)
 
-    tiles: List[TileWindow] = []
-    skipped = 0
-    for row in range(rows):
-        row_off = row_start + row * step_y
-        for col in range(cols):
-            col_off = col_start + col * step_x
-            window = Window(col_off, row_off, tile_w, tile_h)
-            bounds = window_bounds(window, raster.transform)
-            if polygons is not None and not _touches_inside(bounds, polygons):
-                skipped += 1
-                continue
-            tiles.append(TileWindow(
-                row=row, col=col, tile_id=row * cols + col, window=window, bounds=bounds,
-                is_edge=col_off + tile_w > raster.width or row_off + tile_h > raster.height))
-    if not tiles:
+    layout = GridLayout(rows=rows, cols=cols, origin=(col_start, row_start),
+                        tile_size=(tile_w, tile_h), step=(step_x, step_y),
+                        transform=raster.transform, raster_width=raster.width,
+                        raster_height=raster.height)
+    if polygons is None:
+        tiles, skipped = TileSequence(layout), 0
+    else:
+        kept = array("q", _tiles_meeting(layout, polygons))
+        tiles, skipped = TileSequence(layout, kept), rows * cols - len(kept)
+    if not len(tiles):
         raise TilingError(f"no tile of {raster.path} meets the polygons of {_area_name(area)}: "
                           "check that the polygons lie over the raster.")
 
     xres, yres = raster.resolution
     grid = TileGrid(
-        tiles=tiles, rows=rows, cols=cols, crs=raster.crs, crs_wkt=raster.crs_wkt,
+        tiles=tiles, rows=rows, cols=cols, crs=crs, crs_wkt=crs_wkt,
         transform=raster.transform, raster_width=raster.width, raster_height=raster.height,
         origin=(col_start, row_start), tile_size=(tile_w, tile_h), step=(step_x, step_y),
-        tile_size_map=(tile_w * xres, tile_h * yres), area_bounds=clipped, skipped=skipped)
+        tile_size_map=(tile_w * xres, tile_h * yres),
+        tile_size_metres=(tile_w * xres * metres_x, tile_h * yres * metres_y),
+        area_bounds=clipped, skipped=skipped)
     grid = _with_signature(grid)
-    log.info("%s: %d tiles (%d rows × %d cols, %d skipped outside the polygons), tile %dx%d px "
-             "(%.6g × %.6g map units), step %dx%d px", raster.path, len(tiles), rows, cols,
+    log.debug("%s: %d tiles (%d rows × %d cols, %d skipped outside the polygons), tile %dx%d px "
+              "(%.6g × %.6g map units), step %dx%d px", raster.path, len(tiles), rows, cols,
              skipped, tile_w, tile_h, grid.tile_size_map[0], grid.tile_size_map[1], step_x,
              step_y)
     return grid
@@ -220,9 +231,19 @@ def grid_placement(grid: TileGrid) -> Dict[str, Any]:
         "step": list(grid.step),
         "rows": grid.rows,
         "cols": grid.cols,
-        "tile_ids": hashlib.sha256(",".join(str(t.tile_id) for t in grid.tiles)
-                                   .encode("ascii")).hexdigest(),
+        "tile_ids": _ids_digest(grid.tiles.tile_ids()),
     }
+
+
+def _ids_digest(ids: Iterable[int]) -> str:
+    """SHA-256 of the ids joined by commas, computed as they come (the same digest as
+    ``sha256(",".join(...))``, which resumed layers already store)."""
+    digest = hashlib.sha256()
+    separator = b""
+    for tile_id in ids:
+        digest.update(separator + str(tile_id).encode("ascii"))
+        separator = b","
+    return digest.hexdigest()
 
 
 def grid_signature(grid: TileGrid) -> str:
@@ -235,8 +256,9 @@ def _with_signature(grid: TileGrid) -> TileGrid:
     return replace(grid, grid_signature=grid_signature(grid))
 
 
-def _check_georeferencing(raster: RasterInfo) -> None:
-    if raster.crs is None:
+def _check_georeferencing(raster: RasterInfo) -> Tuple[str, str]:
+    """Raise unless ``raster`` can be tiled north-up; return its CRS (name, WKT)."""
+    if raster.crs is None or raster.crs_wkt is None:
         raise TilingError(f"raster {raster.path} has no CRS, so its tiles cannot be placed on a "
                           "map: assign its CRS (e.g. gdal_edit.py -a_srs EPSG:32633 FILE, or "
                           "Layer Properties in QGIS) and try again.")
@@ -253,8 +275,17 @@ def _check_georeferencing(raster: RasterInfo) -> None:
         raise TilingError(f"raster {raster.path} is stored mirrored (south-up or east-left: "
                           f"geotransform {tuple(t)[:6]}); MapScribe tiles north-up rasters. "
                           "Warp it to a north-up grid first (e.g. gdalwarp FILE out.tif).")
+    return raster.crs, raster.crs_wkt
 
 
+def _check_tile_count(rows: int, cols: int, size: Tuple[int, int], raster: RasterInfo,
+                      area: AreaOfInterest) -> None:
+    if rows * cols > MAX_TILES:
+        raise TilingError(f"{_area_name(area)} of {raster.path} ({raster.width:,} × "
+                          f"{raster.height:,} px) needs {rows:,} rows × {cols:,} columns = "
+                          f"{rows * cols:,} tiles of {size[0]} × {size[1]} px, more than the "
+                          f"{MAX_TILES:,} one run plans. Caption a part at a time (--bbox or "
+                          "--polygons), or use larger tiles (--tile-size).")
 
 
 def _area_name(area: AreaOfInterest) -> str:
@@ -265,7 +296,8 @@ def _area_name(area: AreaOfInterest) -> str:
     return "the whole raster"
 
 
-def _tile_size_pixels(raster: RasterInfo, params: TileGridParams) -> Tuple[int, int]:
+def _tile_size_pixels(raster: RasterInfo, params: TileGridParams,
+                      metres_per_unit: Tuple[float, float]) -> Tuple[int, int]:
     xres, yres = raster.resolution
     if params.tile_size is None:
         if params.ground_resolution_hint is None:
@@ -273,7 +305,7 @@ def _tile_size_pixels(raster: RasterInfo, params: TileGridParams) -> Tuple[int, 
             width = height = float(params.model_input_size)
         else:
             ground = params.model_input_size * params.ground_resolution_hint
-            per_x, per_y = _metres_per_map_unit(raster)
+            per_x, per_y = metres_per_unit
             how = (f"model input size {params.model_input_size} px × ground resolution "
                    f"{params.ground_resolution_hint} m = {ground:g} m")
             width, height = ground / (xres * per_x), ground / (yres * per_y)
@@ -283,6 +315,11 @@ def _tile_size_pixels(raster: RasterInfo, params: TileGridParams) -> Tuple[int, 
     else:
         how = f"tile size {params.tile_size} pixels"
         width = height = float(params.tile_size)
+    if not (math.isfinite(width) and math.isfinite(height)) or max(width, height) > MAX_TILE_PIXELS:
+        raise TilingError(f"{how} gives tiles of {width:.6g} × {height:.6g} pixels of "
+                          f"{raster.path} (pixel size {xres:g} × {yres:g} map units), more than "
+                          f"the {MAX_TILE_PIXELS:,} pixels a side MapScribe reads as one tile. "
+                          "Give a smaller tile size (check its unit: map units or pixels).")
     tile_w, tile_h = int(round(width)), int(round(height))
     if min(tile_w, tile_h) < MIN_TILE_PIXELS:
         raise TilingError(f"{how} gives tiles of {width:.3g} × {height:.3g} pixels of "
@@ -311,7 +348,7 @@ def _bbox_in_raster_crs(area: BoundingBox, raster: RasterInfo) -> Tuple[float, f
         raise TilingError(f"bounding box ({area.minx}, {area.miny}, {area.maxx}, {area.maxy}) is "
                           "empty or inverted: give MINX MINY MAXX MAXY with MINX < MAXX and "
                           "MINY < MAXY.")
-    source = _parse_crs(area.crs, "the bounding box")
+    source = parse_crs(area.crs, "the bounding box")
     target = CRS.from_wkt(raster.crs_wkt)
     try:
         bounds = transform_bounds(source, target, area.minx, area.miny, area.maxx, area.maxy,

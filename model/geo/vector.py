@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Mapping, Sequence, Union
+from typing import Any, Iterator, List, Mapping, Sequence, Union
 
+from ..paths import check_utf8_path
 from .areas import PolygonArea
-from .crs import _parse_crs
+from .crs import parse_crs
 from .errors import TilingError
 from .gdal_errors import quiet_gdal
-from .raster_info import RasterInfo
+from .raster_info import RasterInfo, _is_pipe_or_device
+from .tile_sequence import GridLayout
 
 # Polygon edges are cut into pieces no longer than 1/64 of the polygon's envelope before
 # reprojection, for the same reason.
@@ -28,8 +30,12 @@ def read_polygon_file(path: Union[str, Path], layer: Union[str, int, None] = Non
     in the layer's CRS."""
     from osgeo import ogr, osr
 
+    path = check_utf8_path(path, "polygons file")
+    if _is_pipe_or_device(path):
+        raise TilingError(f"polygons file {path} is a pipe or a device, not a file: reading it "
+                          "could block for ever. Give a vector file.")
     with quiet_gdal() as last_error:
-        source = ogr.Open(str(path))
+        source = ogr.Open(path)
         if source is None:
             raise TilingError(f"cannot open polygons file {path}: {last_error()}"
                               ". Give a vector file OGR can read (GeoPackage, Shapefile, "
@@ -77,7 +83,7 @@ def _polygons_in_raster_crs(area: PolygonArea, raster: RasterInfo):
 
     if not area.geometries:
         raise TilingError(f"{area.source} has no polygon.")
-    source_crs = _parse_crs(area.crs, area.source)
+    source_crs = parse_crs(area.crs, area.source)
     source_srs = osr.SpatialReference()
     target_srs = osr.SpatialReference()
     with quiet_gdal() as last_error:
@@ -108,9 +114,11 @@ def _polygons_in_raster_crs(area: PolygonArea, raster: RasterInfo):
                                       f"CRS of {raster.path} ({raster.crs}): "
                                       f"{last_error()}.")
                 if not geometry.IsValid():
-                    # Buffer(0) mends self-intersections, the commonest fault in hand-drawn
-                    # polygons, without moving valid edges.
-                    geometry = geometry.Buffer(0)
+                    # Self-intersections are the commonest fault of hand-drawn polygons. GEOS's
+                    # MakeValid keeps every part of a bow-tie (Buffer(0) keeps one lobe and
+                    # loses the other half of the area); it may add lines and points where
+                    # the ring crossed itself, which ForceToMultiPolygon then leaves out.
+                    geometry = _made_valid(geometry, index, area.source, last_error)
                 flat = ogr.ForceToMultiPolygon(geometry)
                 for k in range(flat.GetGeometryCount()):
                     pieces.AddGeometry(flat.GetGeometryRef(k))
@@ -118,6 +126,29 @@ def _polygons_in_raster_crs(area: PolygonArea, raster: RasterInfo):
     if union is None or union.IsEmpty():
         raise TilingError(f"{area.source} has no polygon with an area.")
     return union
+
+
+def _made_valid(geometry, index: int, source: str, last_error):
+    from osgeo import ogr
+
+    mended = geometry.MakeValid()
+    if mended is None:
+        raise TilingError(f"geometry {index} of {source} is not a valid polygon and GEOS "
+                          f"cannot mend it ({last_error()}): fix it (e.g. QGIS's Fix "
+                          "geometries) and try again.")
+    # Only the parts with an area: a ring that was flat mends to a line, a bow-tie's crossing
+    # may add a point; neither is a polygon.
+    parts = ([mended.GetGeometryRef(k) for k in range(mended.GetGeometryCount())]
+             if mended.GetGeometryType() in (ogr.wkbGeometryCollection,
+                                             ogr.wkbGeometryCollection25D)
+             else [mended])
+    polygons = ogr.Geometry(ogr.wkbMultiPolygon)
+    for part in parts:
+        if part.GetDimension() == 2:
+            flat = ogr.ForceToMultiPolygon(part)
+            for j in range(flat.GetGeometryCount()):
+                polygons.AddGeometry(flat.GetGeometryRef(j))
+    return polygons
 
 
 def _densified(geometry):
@@ -144,3 +175,34 @@ def _touches_inside(bounds: Sequence[float], polygons) -> bool:
     tile = ogr.Geometry(ogr.wkbPolygon)
     tile.AddGeometry(ring)
     return tile.Intersects(polygons) and not tile.Touches(polygons)
+
+
+def _tiles_meeting(layout: GridLayout, polygons) -> Iterator[int]:
+    """The ids of the tiles of ``layout`` that share some area with ``polygons``, row by row.
+
+    A row whose strip misses every polygon is skipped whole, and the tiles of a row are tested
+    against the polygons clipped to that strip, so a grid of many rows over a few polygons
+    costs little more than its polygons.
+    """
+    from osgeo import ogr
+
+    minx, maxx, miny, maxy = polygons.GetEnvelope()
+    for row in range(layout.rows):
+        first = layout.tile(row * layout.cols)
+        last = layout.tile(row * layout.cols + layout.cols - 1)
+        left, bottom, right, top = (min(first.bounds[0], last.bounds[2]),
+                                    min(first.bounds[1], first.bounds[3]),
+                                    max(first.bounds[0], last.bounds[2]),
+                                    max(first.bounds[1], first.bounds[3]))
+        if right <= minx or left >= maxx or top <= miny or bottom >= maxy:
+            continue
+        strip = ogr.CreateGeometryFromWkt(
+            f"POLYGON (({left} {bottom},{right} {bottom},{right} {top},{left} {top},"
+            f"{left} {bottom}))")
+        in_strip = polygons.Intersection(strip) if polygons.Intersects(strip) else None
+        if in_strip is None or in_strip.IsEmpty():
+            continue
+        for col in range(layout.cols):
+            tile_id = row * layout.cols + col
+            if _touches_inside(layout.tile(tile_id).bounds, in_strip):
+                yield tile_id

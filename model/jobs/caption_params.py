@@ -9,15 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
+from ..errors import MapScribeError
 from ..geo.areas import AreaOfInterest, WholeRaster
-from ..geo.read_plan import BandMapping
+from ..geo.http_fetch import NetworkParams
+from ..geo.read_plan import BandMapping, ReadParams
+from ..geo.sources import ImageSource, as_image_source
+from ..geo.tiling import TileGridParams
+from ..nn.config import DecodingParams
+from ..output.schema import DEFAULT_LAYER
+from ..runtime.base import RUNTIMES
 
 EXAMPLE_CAPTIONS = 5
 
 
-class CaptioningError(ValueError):
+class CaptioningError(MapScribeError, ValueError):
     """The captioning job cannot run as asked; the message says why and what to do."""
 
 
@@ -32,29 +39,54 @@ class CaptionRasterParams:
     "1,2,3". ``output_crs`` None writes the layer in the raster's CRS (when resuming: in the
     existing layer's). ``max_invalid_fraction``: above this share of nodata pixels a tile is
     recorded as 'nodata' and not captioned.
+
+    ``raster``: a path, a GDAL string (``GPKG:file.gpkg:table``, ``/vsizip/…``,
+    ``/vsicurl/https://…``), ``"xyz:https://…/{z}/{x}/{y}.png"``, or an :class:`ImageSource`
+    (XYZ, WMS, WMTS, or a file with open options); :attr:`image_source` is it as a source.
+    ``zoom``: for a web service, the zoom level (WMTS: the index of the tile matrix, WMS: of the
+    resolution) instead of the one closest to the model's resolution. ``network``: how web
+    sources are fetched (cache, rate cap, retries, threads).
     """
 
-    raster: Union[str, Path]
+    raster: Union[str, Path, ImageSource]
     model: Union[str, Path]
     output: Union[str, Path]
     area: AreaOfInterest = WholeRaster()
     tile_size: Optional[float] = None
-    tile_size_unit: str = "map"
-    overlap: float = 0.0
-    overlap_unit: str = "percent"
+    tile_size_unit: str = TileGridParams.tile_size_unit
+    overlap: float = TileGridParams.overlap
+    overlap_unit: str = TileGridParams.overlap_unit
     bands: Union[BandMapping, str] = BandMapping()
-    batch_size: int = 8
-    beam_size: int = 3
-    max_length: int = 20
+    batch_size: int = ReadParams.batch_size
+    beam_size: int = DecodingParams.beam_size
+    max_length: int = DecodingParams.max_length
     device: str = "auto"
-    layer: str = "captions"
+    runtime: str = "auto"  # 'torch', 'onnx' (the model file's ONNX graphs), 'auto': torch if any
+    layer: str = DEFAULT_LAYER
     output_crs: Optional[str] = None
     overwrite: bool = False
     resume: bool = False
-    max_invalid_fraction: float = 0.5
-    queue_depth: int = 2
+    max_invalid_fraction: float = ReadParams.max_invalid_fraction
+    queue_depth: int = ReadParams.queue_depth
+    zoom: Optional[int] = None
+    network: NetworkParams = NetworkParams()
+    # One rank of a torchrun job (also when torchrun started several processes): this
+    # process captions its share of the tiles (jobs.caption_distributed).
+    distributed: bool = False
+
+    @property
+    def image_source(self) -> ImageSource:
+        """``raster`` as an :class:`ImageSource`."""
+        return as_image_source(self.raster)
 
     def __post_init__(self) -> None:
+        as_image_source(self.raster)  # a source that cannot be one fails here
+        if self.zoom is not None and (isinstance(self.zoom, bool) or not isinstance(self.zoom, int)
+                                      or self.zoom < 0):
+            raise CaptioningError(f"zoom must be a whole number ≥ 0, not {self.zoom!r}.")
+        if self.runtime not in RUNTIMES:
+            raise CaptioningError(f"runtime must be one of {', '.join(RUNTIMES)}, not "
+                                  f"{self.runtime!r}.")
         if isinstance(self.bands, str):
             object.__setattr__(self, "bands", BandMapping.parse(self.bands))
         if self.overwrite and self.resume:
@@ -96,7 +128,9 @@ class CaptionRasterResult:
     skipped_existing: int  # tiles already in the layer (resume)
     seconds: float  # the whole run, checks and model loading included
     tiles_per_second: float  # tiles processed per second of the captioning loop (the pipeline)
-    device: str  # e.g. 'cpu', 'cuda:0 (NVIDIA H100 80GB HBM3)'; '' when the model was not needed
+    # e.g. 'cpu', 'cuda:0 (NVIDIA H100 80GB HBM3)', 'cpu (ONNX Runtime 1.32.0)'; '' when the
+    # model was not needed
+    device: str
     grid_signature: str
     grid_rows: int
     grid_cols: int
@@ -106,10 +140,20 @@ class CaptionRasterResult:
     model: str  # model file name and hash, as in the layer's 'model' field
     examples: List[TileCaption] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    runtime: str = ""  # 'torch' or 'onnx'; '' when the model was not needed
+    uncertain: int = 0  # captioned tiles whose confidence is below the model's threshold
+    failed: int = 0  # tiles whose imagery could not be read (a web service failed); resume
+    # retries them
+    source: str = ""  # the image source, for people (no credential)
+    attribution: str = ""  # the imagery's credit line, when the source gives one
+    network: Dict[str, float] = field(default_factory=dict)  # requests, cache hits, … (web)
+    # A torchrun job: rank 0's result counts every rank's tiles; the others return their own.
+    rank: int = 0
+    world_size: int = 1
 
     @property
     def processed(self) -> int:
-        return self.captioned + self.nodata
+        return self.captioned + self.nodata + self.failed
 
     @property
     def remaining(self) -> int:

@@ -1,34 +1,24 @@
-"""Caption a raster tile by tile into a GeoPackage grid layer: the one engine job for it.
+"""Everything the captioning job decides before the model is loaded, so that bad input fails
+in seconds: the raster's and the model file's headers, the output (new, resume or replace), the
+tile grid, how pixels will be read, the run's metadata and its notes for people.
 
-:func:`caption_raster` is what every front door calls (the command line, the QGIS task, the
-Processing algorithm, the Python API). As data flows:
-
-1. the raster's header, the model file's header and the output path are checked, so bad input
-   fails in seconds, before the model is loaded;
-2. ``tiling.plan_tiles`` covers the area with tiles aligned to the raster's pixels (the tile's
-   ground size defaults to the model's input size × the ground resolution it was trained at);
-3. a :class:`~.raster_reader.TileReader` thread reads batches ahead of the model;
-4. each batch's valid tiles go through the captioner in one tensor (B, 3, S, S) on the device;
-   tiles that are mostly nodata are recorded as such without going through it;
-5. each batch is committed to the layer in one transaction (:mod:`.grid_writer`), then progress
-   is reported and the cancel check asked. A cancel stops after the batch in hand; everything
-   committed stays, and ``resume=True`` later captions only the tiles that are missing.
-
-Memory is bounded by ``batch_size × queue_depth`` tiles, never by the raster's size.
+:func:`preview_tiles` gives front doors the same tile grid facts (size in pixels, map units and
+ground metres; count) without running anything, so the dock shows what the engine will do.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..geo.areas import AreaOfInterest, BoundingBox, PolygonArea
+from ..geo.open_source import OpenedSource, open_source
 from ..geo.raster_info import RasterInfo
-from ..geo.read_plan import ReadParams, ReadPlan, prepare_reading
+from ..geo.read_plan import BandMapping, ReadParams, ReadPlan
+from ..geo.sources import ImageSource
 from ..geo.tiling import TileGrid, TileGridParams, grid_placement, plan_tiles
 from ..modelfile.header import ModelHeader, read_header
 from ..output.geopackage import (
@@ -38,6 +28,10 @@ from ..output.geopackage import (
 )
 from ..output.plan import OutputPlan, plan_output
 from ..output.writer import GridLayerWriter, open_grid_layer
+from ..paths import check_not_an_input
+from ..runtime.base import CaptionRuntime
+from ..runtime.choice import check_runtime, open_runtime
+from ..version import __version__
 from .caption_params import CaptioningError, CaptionRasterParams
 
 log = logging.getLogger(__name__)
@@ -64,44 +58,117 @@ class _Job:
     run: Dict[str, Any]
     done_tile_ids: set
     notes: List[str]
+    runtime: str = "torch"   # the runtime that will caption: 'torch' or 'onnx'
+    source: Optional[OpenedSource] = None  # how the pixels are read (file or web service)
 
 
 # --------------------------------------------------------------------------------------------
 # Before the model is loaded: every check that can fail fast
 # --------------------------------------------------------------------------------------------
 def _prepare(params: CaptionRasterParams) -> _Job:
-    raster = RasterInfo.from_path(params.raster)
+    # A file's header first (a missing raster is said before anything else); a web service is
+    # opened once the model says what ground resolution it needs, its first tile fetched.
+    early = None if params.image_source.is_web else _open_source(params, None)
     header = read_header(params.model)
+    runtime = check_runtime(params.model, params.runtime)  # installed, and the file can run on it
+    source = early or _open_source(params, header)
+    raster = source.info
+    # Before the output is even opened: by identity (links followed), not by the paths' text.
+    inputs: Dict[str, Any] = {"the model file": params.model}
+    for index, path in enumerate(source.source.local_files()):
+        inputs["the raster being captioned" + (f" ({path})" if index else "")] = path
+    if isinstance(params.area, PolygonArea):
+        inputs["the polygons file"] = params.area.source
+    check_not_an_input(params.output, inputs, error=CaptioningError)
     output = plan_output(params.output, params.layer, overwrite=params.overwrite,
                          resume=params.resume)
-    if output.path == Path(raster.path).resolve():
-        raise CaptioningError(f"the output {output.path} is the raster being captioned: choose "
-                              "another output file.")
     if params.output_crs:
         srs_from_user_input(params.output_crs)  # an unknown CRS fails now, not after loading
-    tile_params = TileGridParams(
-        model_input_size=header.config.input_size,
-        ground_resolution_hint=header.ground_resolution_m, tile_size=params.tile_size,
-        tile_size_unit=params.tile_size_unit, overlap=params.overlap,
-        overlap_unit=params.overlap_unit)
-    grid = plan_tiles(raster, params.area, tile_params)
-    read_params = ReadParams(bands=params.bands, output_size=header.config.input_size,
+    grid = plan_tiles(raster, params.area, _tile_params(
+        header, params.tile_size, params.tile_size_unit, params.overlap, params.overlap_unit))
+    bands = params.bands if isinstance(params.bands, BandMapping) else BandMapping.parse(
+        params.bands)
+    read_params = ReadParams(bands=bands, output_size=header.config.input_size,
                              max_invalid_fraction=params.max_invalid_fraction,
                              batch_size=params.batch_size, queue_depth=params.queue_depth)
-    read_plan = prepare_reading(raster.path, read_params)
+    read_plan = source.read_plan(read_params)
     model_sha256 = _file_sha256(Path(params.model))
     model_label = f"{Path(params.model).name} (sha256 {model_sha256[:12]})"
     grid_description = describe_grid(grid)
-    notes = list(read_plan.notes) + _resolution_notes(raster, grid, header)
+    notes = list(read_plan.notes) + source.notes + _resolution_notes(grid, header)
     for note in notes[len(read_plan.notes):]:
         log.warning("%s", note)
     run = _run_metadata(params, raster, header, grid, read_plan, model_sha256)
+    _record_source(run, source)
+    run["notes"] = list(notes)  # for the report and the panel, not only the log
 
     done: set = set()
     if output.action == "resume":
         done = _check_resumable(output, grid_description, model_sha256)
     return _Job(raster, header, grid, read_params, read_plan, output, model_label, model_sha256,
-                grid_description, run, done, notes)
+                grid_description, run, done, notes, runtime, source)
+
+
+def _open_source(params: CaptionRasterParams, header: Optional[ModelHeader],
+                 probe: bool = True) -> OpenedSource:
+    """The image source ready for this run: a file's header read, or a web service's level
+    chosen for the model's ground resolution (and its first tile fetched when ``probe``); a
+    file needs no ``header``."""
+    return open_source(params.image_source, params.network, params.area,
+                       input_size=header.config.input_size if header else 0,
+                       ground_resolution_hint=header.ground_resolution_m if header else None,
+                       tile_size=params.tile_size, tile_size_unit=params.tile_size_unit,
+                       zoom=params.zoom, probe=probe)
+
+
+def _record_source(run: Dict[str, Any], source: OpenedSource) -> None:
+    """The source in the run's metadata: where from (never a credential) and its credit."""
+    run["source"] = source.to_metadata()
+    if source.source.kind != "file" or source.source.is_remote:
+        run["raster"]["path"] = source.source.describe()
+    run["raster"]["name"] = source.source.label
+
+
+@dataclass(frozen=True)
+class TilePreview:
+    """What a run would tile, as the engine plans it (nothing is read but headers)."""
+
+    tiles: int
+    rows: int
+    cols: int
+    tile_size_pixels: Tuple[int, int]        # (width, height) in raster pixels
+    tile_size_map: Tuple[float, float]       # in the raster's map units
+    tile_size_metres: Tuple[float, float]    # on the ground, at the area's centre
+    crs: str                                 # the raster's CRS, the CRS of tile_size_map
+    notes: Tuple[str, ...]                   # e.g. the model sees the ground too coarse
+
+
+def preview_tiles(raster: Union[str, Path, ImageSource], model: Union[str, Path],
+                  area: AreaOfInterest, tile_size: Optional[float] = None,
+                  tile_size_unit: str = "map", overlap: float = 0.0,
+                  overlap_unit: str = "percent", zoom: Optional[int] = None) -> TilePreview:
+    """The tile grid :func:`~.caption.caption_raster` would use for these parameters (None
+    tile size: the model's default, its input size × its training ground resolution). A web
+    service is planned at the zoom a run would choose, without fetching a tile (a WMS or WMTS's
+    capabilities are read)."""
+    header = read_header(model)
+    params = CaptionRasterParams(raster=raster, model=model, output="preview.gpkg", area=area,
+                                 tile_size=tile_size, tile_size_unit=tile_size_unit, zoom=zoom)
+    source = _open_source(params, header, probe=False)
+    info = source.info
+    grid = plan_tiles(info, area, _tile_params(header, tile_size, tile_size_unit, overlap,
+                                               overlap_unit))
+    return TilePreview(len(grid.tiles), grid.rows, grid.cols, grid.tile_size,
+                       grid.tile_size_map, grid.tile_size_metres, grid.crs,
+                       tuple(source.notes + _resolution_notes(grid, header)))
+
+
+def _tile_params(header: ModelHeader, tile_size: Optional[float], tile_size_unit: str,
+                 overlap: float, overlap_unit: str) -> TileGridParams:
+    return TileGridParams(model_input_size=header.config.input_size,
+                          ground_resolution_hint=header.ground_resolution_m,
+                          tile_size=tile_size, tile_size_unit=tile_size_unit, overlap=overlap,
+                          overlap_unit=overlap_unit)
 
 
 def describe_grid(grid: TileGrid) -> Dict[str, Any]:
@@ -118,9 +185,11 @@ def describe_grid(grid: TileGrid) -> Dict[str, Any]:
 
 def _check_resumable(output: OutputPlan, grid_description: Dict[str, Any], model_sha256: str
                      ) -> set:
-    from ..output.geopackage import read_tile_ids
+    from ..output.geopackage import check_intact, read_tile_ids
 
     info = read_caption_layer_info(output.path, output.layer)
+    # A damaged file's index may name tiles whose rows are gone: never trusted for a resume.
+    check_intact(output.path, "resumed")
     if info.grid_signature != grid_description["signature"]:
         differences = describe_grid_differences(info.grid, grid_description) or [
             "the grid signature"]
@@ -135,36 +204,27 @@ def _check_resumable(output: OutputPlan, grid_description: Dict[str, Any], model
             f"by another model ({(info.run.get('model') or {}).get('name', '?')}, sha256 "
             f"{stored_model[:12]}); mixing two models' captions in one layer would mislead. "
             "Resume with that model, or start again with --overwrite.")
-    done = read_tile_ids(output.path, output.layer)
+    # Failed tiles (imagery that could not be fetched) are tried again.
+    done = read_tile_ids(output.path, output.layer, skip_failed=True)
     log.info("%s: %d of %d tiles already captioned", output.path, len(done),
              grid_description["tiles"])
     return done
 
 
 def _open_writer(job: _Job, params: CaptionRasterParams) -> GridLayerWriter:
-    raster_name = Path(job.raster.path).name
+    raster_name = job.source.source.label if job.source else Path(job.raster.path).name
     description = (f"MapScribe captions of {raster_name} by {job.model_label}, "
                    f"{len(job.grid.tiles)} tiles of {job.grid.tile_size[0]}x"
                    f"{job.grid.tile_size[1]} px ({job.grid.grid_signature})")
+    if job.source is not None and job.source.attribution:
+        description += f". Imagery: {job.source.attribution}"
     return open_grid_layer(job.output, source_crs_wkt=job.grid.crs_wkt,
                            output_crs=params.output_crs, grid=job.grid_description, run=job.run,
                            model_label=job.model_label, description=description)
 
 
-def _load_captioner(params: CaptionRasterParams):
-    from ..modelfile.weights import load_model
-    from ..nn.device import resolve_device
-
-    device = resolve_device(params.device)
-    return load_model(params.model, device)
-
-
-def _device_label(device) -> str:
-    if device.type == "cuda":
-        import torch
-
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return str(device)
+def _load_captioner(params: CaptionRasterParams, runtime: str) -> CaptionRuntime:
+    return open_runtime(params.model, runtime, params.device)
 
 
 def _file_sha256(path: Path) -> str:
@@ -192,8 +252,6 @@ def _area_description(area: AreaOfInterest) -> Dict[str, Any]:
 
 def _run_metadata(params: CaptionRasterParams, raster: RasterInfo, header: ModelHeader,
                   grid: TileGrid, plan: ReadPlan, model_sha256: str) -> Dict[str, Any]:
-    from ... import __version__
-
     training = header.training or {}
     return {
         "mapscribe_version": __version__,
@@ -220,29 +278,17 @@ def _run_metadata(params: CaptionRasterParams, raster: RasterInfo, header: Model
     }
 
 
-def _resolution_notes(raster: RasterInfo, grid: TileGrid, header: ModelHeader) -> List[str]:
+def _resolution_notes(grid: TileGrid, header: ModelHeader) -> List[str]:
     """A note when the model sees the ground much finer or coarser than it was trained to."""
     trained = header.ground_resolution_m
-    metres = _metres_per_unit(raster)
-    if not trained or metres is None:
+    if not trained:
         return []
-    seen = grid.tile_size_map[0] * metres / header.config.input_size  # metres per model pixel
+    seen = grid.tile_size_metres[0] / header.config.input_size  # metres per model pixel
     ratio = seen / trained
     if 1 / RESOLUTION_WARNING_RATIO <= ratio <= RESOLUTION_WARNING_RATIO:
         return []
-    return [f"the model sees these tiles at about {seen:.3g} m per pixel but was trained at "
-            f"about {trained:g} m: its captions are likely unreliable. A tile size of about "
-            f"{trained * header.config.input_size:g} m fits the model."]
-
-
-def _metres_per_unit(raster: RasterInfo) -> Optional[float]:
-    from rasterio.crs import CRS
-
-    try:
-        crs = CRS.from_wkt(raster.crs_wkt)
-        if crs.is_geographic:
-            left, bottom, right, top = raster.bounds
-            return 111_320.0 * math.cos(math.radians((bottom + top) / 2))
-        return float(crs.linear_units_factor[1])
-    except Exception:  # noqa: BLE001 - only a hint; an exotic CRS just gets no note
-        return None
+    how = f"{ratio:.0f}× coarser" if ratio > 1 else f"{1 / ratio:.0f}× finer"
+    return [f"imagery {how} than the model was trained on: it sees these tiles at about "
+            f"{seen:.3g} m per pixel, it was trained at about {trained:g} m, so its captions are "
+            f"likely unreliable. A tile size of about {trained * header.config.input_size:g} m "
+            "fits the model."]

@@ -1,45 +1,74 @@
 """The training job: dataset folder in, model file out. The command line, the QGIS training
-dialog and the Processing algorithm all run this one function."""
+dialog, the Processing algorithm and the Python API's users all run this one function.
+
+Order of work, and what a cancel keeps: the dataset is read and checked, the network built
+(or rebuilt from a checkpoint to resume), trained with a checkpoint after every epoch; the
+model file is written *before* the final scoring, so a cancel during scoring keeps the trained
+model (without the scores not yet computed) as well as the checkpoint.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..progress import ProgressCallback, never_cancelled
-from ..training.config import FitResult
+from ..data.themes import themes_for
+from ..errors import OutputExistsError, ParameterError
+from ..modelfile.header import MODEL_SUFFIX
+from ..nn.config import CaptionerConfig, DecodingParams
+from ..progress import (
+    CANCELLED,
+    Cancelled,
+    EpochEnded,
+    JobPlan,
+    ProgressCallback,
+    Stage,
+    never_cancelled,
+)
+from ..training.config import FitConfig, FitResult
+from ..training.paths import checkpoint_path_for
+from ..training.prepared import DEFAULT_MIN_WORD_COUNT, DEFAULT_VAL_SPLIT_PCT
 
 log = logging.getLogger(__name__)
 
+# Below this many labelled val images a calibration would say little.
+MIN_CALIBRATION_IMAGES = 30
+# Rough seconds per image of the final scoring (encoding + beam search), for the job's progress.
+SCORE_COST = 1.5
+SCORED_SPLITS = ("val", "test")
+
 
 @dataclass
-class TrainJobParams:
+class TrainCaptionerParams:
     dataset: str                                  # folder with images/ + annotations.json
     out: str                                      # the model file to write (.mscap)
     backbone: str = "auto"
-    grid_size: int = 7
-    chip_size: int = 224
-    epochs: int = 10
+    grid_size: int = CaptionerConfig.grid_size
+    chip_size: int = CaptionerConfig.input_size
+    epochs: int = FitConfig.epochs
     lr: Optional[float] = None                    # None: the learning-rate finder picks one
-    batch_size: int = 32
-    val_split_pct: float = 0.1
-    min_word_count: int = 5
-    decoder_params: Dict[str, Any] = field(default_factory=dict)
+    batch_size: int = FitConfig.batch_size
+    val_split_pct: float = DEFAULT_VAL_SPLIT_PCT
+    min_word_count: int = DEFAULT_MIN_WORD_COUNT
+    decoder_params: Dict[str, Any] = field(default_factory=dict)  # nn.config.DecoderParams
     freeze_encoder: bool = True
-    encoder_lr: float = 1e-4
+    encoder_lr: float = FitConfig.encoder_lr
     weights_path: Optional[str] = None            # encoder weights file (state_dict)
-    feature_variants: int = 4
-    attention_regularisation: float = 0.2
+    feature_variants: int = FitConfig.feature_variants
+    resolution_augmentation: bool = FitConfig.resolution_augmentation
+    theme_head: bool = True                       # when the data has scene classes (data.themes)
+    attention_regularisation: float = FitConfig.attention_regularisation
     feature_cache_dir: Optional[str] = None
-    checkpoint: Optional[str] = None              # default: <out>.checkpoint.pt
+    checkpoint: Optional[str] = None              # default: checkpoint_path_for(out)
     resume: Optional[str] = None                  # a checkpoint to continue from
-    early_stopping_patience: int = 4
-    validation_beam: int = 1
-    evaluation_beam: int = 3
-    device: str = "auto"
-    seed: int = 0
+    early_stopping_patience: int = FitConfig.early_stopping_patience
+    validation_beam: int = FitConfig.validation_beam
+    evaluation_beam: int = DecodingParams.beam_size
+    device: str = FitConfig.device
+    seed: int = FitConfig.seed
     half: bool = False                            # float16 weights in the model file
     ground_resolution_m: Optional[float] = None   # metres per pixel of the training images
     evaluate_test: bool = True                    # score the test split into the header
@@ -48,91 +77,184 @@ class TrainJobParams:
 
     @property
     def checkpoint_path(self) -> str:
-        return self.checkpoint or str(Path(self.out)) + ".checkpoint.pt"
+        return self.checkpoint or str(checkpoint_path_for(self.out))
+
+    def fit_config(self, lr: float, device: str) -> FitConfig:
+        return FitConfig(epochs=self.epochs, lr=lr, batch_size=self.batch_size,
+                         freeze_encoder=self.freeze_encoder, encoder_lr=self.encoder_lr,
+                         attention_regularisation=self.attention_regularisation,
+                         feature_variants=self.feature_variants,
+                         resolution_augmentation=self.resolution_augmentation,
+                         feature_cache_dir=self.feature_cache_dir,
+                         early_stopping_patience=self.early_stopping_patience,
+                         validation_beam=self.validation_beam,
+                         checkpoint_path=self.checkpoint_path, seed=self.seed, device=device)
 
 
 @dataclass
-class TrainJobResult:
+class TrainCaptionerResult:
     stopped: str                                  # 'completed', 'early_stopping', 'cancelled'
-    model_path: Optional[str]
+    model_path: Optional[str]                     # None when stopped before the model existed
     checkpoint_path: str
     fit: FitResult
-    metrics: Dict[str, Dict[str, float]]
+    metrics: Dict[str, Dict[str, float]]          # per split: what was scored before the end
 
 
-def train_captioner(params: TrainJobParams, progress: Optional[ProgressCallback] = None,
-                    cancelled: Callable[[], bool] = never_cancelled) -> TrainJobResult:
-    from ..api import ImageCaptioner, prepare_data
-    from ..training.checkpoints import captioner_from_checkpoint, load_checkpoint
-    from ..training.config import FitConfig
+def _check_out_is_no_input(out: Path, params: TrainCaptionerParams) -> None:
+    """The model file may not be one of the training's inputs (links followed)."""
+    from ..data.records import ANNOTATIONS
+    from ..paths import check_not_an_input
+
+    check_not_an_input(out, {
+        "the dataset's annotations": Path(params.dataset) / ANNOTATIONS,
+        "the encoder weights file": params.weights_path,
+        "the checkpoint to resume from": params.resume,
+        "the word vectors file": (params.decoder_params or {}).get("pretrained_emb")},
+        what="the model file")
+
+
+def train_captioner(params: TrainCaptionerParams, progress: Optional[ProgressCallback] = None,
+                    cancelled: Callable[[], bool] = never_cancelled) -> TrainCaptionerResult:
+    """Train a captioner on ``params.dataset`` and write it to ``params.out``."""
+    import torch
+
+    from ..evaluation.evaluate import evaluate_records
+    from ..modelfile.header import record_metrics
+    from ..modelfile.weights import save_model
+    from ..nn.device import resolve_device
+    from ..training.fit import fit
+    from ..training.loop import training_weights
+    from ..training.lr_finder import find_learning_rate
+    from ..training.prepared import prepare_data
 
     # Check the numbers before the slow steps (reading the images, building the encoder).
-    FitConfig(epochs=params.epochs, lr=params.lr or 1e-3, batch_size=params.batch_size,
-              feature_variants=params.feature_variants)
+    params.fit_config(params.lr or 1e-3, params.device)
     out = Path(params.out)
+    if out.suffix == "":
+        out = out.with_suffix(MODEL_SUFFIX)
     if out.exists() and not params.overwrite and not params.resume:
-        raise FileExistsError(f"{out} already exists; choose another output file or allow "
-                              "overwriting (--overwrite)")
+        raise OutputExistsError(f"{out} already exists; choose another output file or allow "
+                                "overwriting (--overwrite)")
+    _check_out_is_no_input(out, params)
     data = prepare_data(params.dataset, batch_size=params.batch_size, chip_size=params.chip_size,
                         val_split_pct=params.val_split_pct,
                         min_word_count=params.min_word_count)
-    fit_options = dict(encoder_lr=params.encoder_lr, feature_variants=params.feature_variants,
-                       attention_regularisation=params.attention_regularisation,
-                       feature_cache_dir=params.feature_cache_dir, seed=params.seed,
-                       early_stopping_patience=params.early_stopping_patience,
-                       validation_beam=params.validation_beam)
-    if params.resume:
-        payload = load_checkpoint(params.resume)
-        network = captioner_from_checkpoint(payload)
-        if network.vocabulary != data.vocabulary:
-            raise ValueError(f"{params.resume} was trained with another vocabulary than "
-                             f"{params.dataset} gives (min word count {params.min_word_count}); "
-                             "resume with the same dataset and settings")
-        captioner = ImageCaptioner(data, device=params.device, freeze_encoder=params.freeze_encoder,
-                                   ground_resolution_m=params.ground_resolution_m,
-                                   _captioner=network)
-        captioner.encoder_info = None
-        lr = params.lr or _checkpoint_lr(payload)
-    else:
-        import torch
+    device = resolve_device(params.device)
+    torch.manual_seed(params.seed)
+    captioner, encoder_source, lr = _network(params, data, device)
+    config = params.fit_config(lr or 1e-3, str(device))
+    if lr is None:
+        lr = find_learning_rate(captioner, data.train, config, device).suggested_lr
+        log.info("learning rate %.2e chosen by the learning-rate finder", lr)
+        config = params.fit_config(lr, str(device))
 
-        torch.manual_seed(params.seed)
-        captioner = ImageCaptioner(data, backbone=params.backbone,
-                                   decoder_params=params.decoder_params,
-                                   grid_size=params.grid_size, weights_path=params.weights_path,
-                                   freeze_encoder=params.freeze_encoder, device=params.device,
-                                   ground_resolution_m=params.ground_resolution_m)
-        lr = params.lr
-        if lr is None:
-            lr = captioner.lr_find(**fit_options)
-            log.info("learning rate %.2e chosen by the learning-rate finder", lr)
-    result = captioner.fit(params.epochs, lr, checkpoint=params.checkpoint_path,
-                           resume_from=params.resume, progress=progress, cancelled=cancelled,
-                           **fit_options)
-    if result.stopped == "cancelled":
-        return TrainJobResult("cancelled", None, params.checkpoint_path, result, captioner.metrics)
-    if data.valid:
-        captioner.evaluate("val", beam_width=params.evaluation_beam, meteor=params.meteor,
-                           progress=progress, cancelled=cancelled)
-    if params.evaluate_test and data.test:
-        captioner.evaluate("test", beam_width=params.evaluation_beam, meteor=params.meteor,
-                           progress=progress, cancelled=cancelled)
-    captioner.training_summary["evaluation"] = {
-        "beam": params.evaluation_beam, "tokeniser": "mapscribe.model.data.text.tokenize",
-        "metrics": "MapScribe's COCO-caption-evaluation implementation (BLEU, ROUGE-L, "
-                   "CIDEr-D; METEOR 1.5 jar when Java is present)"}
-    captioner.training_summary["params"] = {k: v for k, v in asdict(params).items()
-                                            if k not in ("out", "checkpoint", "resume",
-                                                         "overwrite", "feature_cache_dir")}
-    path = captioner.save(out, half=params.half)
-    if not params.checkpoint:
+    scored = _scored_splits(params, data)
+    plan = JobPlan(progress, training_weights(len(data.train), len(data.valid), config)
+                   + [(f"score {split}", len(records) * SCORE_COST) for split, records in scored])
+    result = fit(captioner, data.train, data.valid, config, progress=progress,
+                 cancelled=cancelled, resume_from=params.resume, plan=plan)
+    metrics: Dict[str, Dict[str, float]] = {}
+    if result.best_metrics:
+        metrics["val"] = dict(result.best_metrics)
+    if result.stopped == CANCELLED:
+        return TrainCaptionerResult(CANCELLED, None, params.checkpoint_path, result, metrics)
+
+    training = {**data.summary(), "epochs": len(result.history), "best_epoch": result.best_epoch,
+                "stopped": result.stopped, "encoder_weights": encoder_source,
+                "frozen_encoder": params.freeze_encoder, "lr": lr,
+                "evaluation": {"beam": params.evaluation_beam,
+                               "tokeniser": "mapscribe.model.data.text.tokenize",
+                               "metrics": "MapScribe's COCO-caption-evaluation implementation "
+                                          "(BLEU, ROUGE-L, CIDEr-D; METEOR 1.5 jar when Java "
+                                          "is present)"},
+                "params": {k: v for k, v in asdict(params).items()
+                           if k not in ("out", "checkpoint", "resume", "overwrite",
+                                        "feature_cache_dir")}}
+    # The model is written before it is scored: a cancel while scoring keeps it.
+    save_model(captioner, out, half=params.half, ground_resolution_m=params.ground_resolution_m,
+               training=training, metrics=metrics)
+    log.info("model saved to %s", out)
+    stopped = result.stopped
+    decoding = DecodingParams(beam_size=params.evaluation_beam)
+    for split, records in scored:
+        reporter = plan.reporter(f"score {split}", Stage.SCORING, len(records), "images",
+                                 split=split)
+        try:
+            evaluation = evaluate_records(captioner, records, decoding, meteor=params.meteor,
+                                          batch_size=params.batch_size, cancelled=cancelled,
+                                          reporter=reporter)
+        except Cancelled:
+            stopped = CANCELLED
+            break
+        metrics[split] = evaluation.metrics()
+        record_metrics(out, split, metrics[split])
+        if split == "val" and captioner.theme_head is not None:
+            _calibrate(out, evaluation)
+    if stopped != CANCELLED and not params.checkpoint:
         # The default checkpoint only serves to resume an interrupted run; this one finished.
         Path(params.checkpoint_path).unlink(missing_ok=True)
-    return TrainJobResult(result.stopped, str(path), params.checkpoint_path, result,
-                          captioner.metrics)
+    return TrainCaptionerResult(stopped, str(out),
+                                params.checkpoint_path, result, metrics)
 
 
-def _checkpoint_lr(payload: Dict) -> float:
-    import json
+def _network(params: TrainCaptionerParams, data, device) -> Tuple[Any, Optional[str],
+                                                                  Optional[float]]:
+    """The captioner to train, the source of its encoder weights, and the learning rate (None:
+    to be found)."""
+    from ..nn.captioner import new_captioner
+    from ..training.checkpoints import captioner_from_checkpoint, load_checkpoint
 
-    return float(json.loads(payload["fit_config"])["lr"])
+    if params.resume:
+        payload = load_checkpoint(params.resume)
+        captioner = captioner_from_checkpoint(payload)
+        if captioner.vocabulary != data.vocabulary:
+            raise ParameterError(
+                f"{params.resume} was trained with another vocabulary than {params.dataset} "
+                f"gives (min word count {params.min_word_count}); resume with the same dataset "
+                "and settings")
+        lr = params.lr or float(json.loads(payload["fit_config"])["lr"])
+        return captioner.to(device), None, lr
+    built = new_captioner(data.vocabulary, backbone=params.backbone, chip_size=data.chip_size,
+                          grid_size=params.grid_size, decoder_params=params.decoder_params,
+                          weights_path=params.weights_path,
+                          themes=themes_for(data.train) if params.theme_head else ())
+    return built.captioner.to(device), built.encoder_weights.source, params.lr
+
+
+def _calibrate(model: Path, evaluation) -> None:
+    """Fit the tiles' confidence on the scored val images that have a theme, and keep it in the
+    model file's header."""
+    from ..evaluation.calibration import calibrate
+    from ..modelfile.header import record_calibration
+
+    rows = [(evaluation.predictions[name], theme) for name, theme in evaluation.themes.items()
+            if theme is not None and evaluation.predictions[name].theme is not None]
+    if len(rows) < MIN_CALIBRATION_IMAGES:
+        log.warning("%s: only %d labelled val images; the confidence is left uncalibrated",
+                    model, len(rows))
+        return
+    calibration = calibrate([caption.theme_probability for caption, _ in rows],
+                            [caption.score for caption, _ in rows],
+                            [caption.theme == theme for caption, theme in rows])
+    record_calibration(model, calibration.to_dict())
+    log.info("%s: confidence calibrated on %d val images: uncertain below %.3f (%.0f%% of them "
+             "confident, %.1f%% theme accuracy there)", model, calibration.images,
+             calibration.threshold, 100 * calibration.confident_share,
+             100 * calibration.confident_accuracy)
+
+
+def _scored_splits(params: TrainCaptionerParams, data) -> List[Tuple[str, list]]:
+    splits = [("val", data.valid)]
+    if params.evaluate_test:
+        splits.append(("test", data.test))
+    return [(split, records) for split, records in splits if records and split in SCORED_SPLITS]
+
+
+def training_history(checkpoint: "str | Path") -> List[EpochEnded]:
+    """The epochs a checkpoint has trained so far (front doors replay them on resume)."""
+    from ..training.checkpoints import load_checkpoint
+
+    payload = load_checkpoint(checkpoint)
+    epochs = json.loads(payload["fit_config"]).get("epochs", 0)
+    return [EpochEnded(**{**entry, "epochs": entry.get("epochs") or epochs})
+            for entry in payload["history"]]

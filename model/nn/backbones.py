@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 import torchvision.models as tvm
 from torch import Tensor, nn
 
+from ..errors import MapScribeError
 from . import efficientnet_lite as lite
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -22,7 +23,7 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 DEFAULT_INPUT_SIZE = 224
 
 
-class EncoderError(ValueError):
+class EncoderError(MapScribeError, ValueError):
     """A backbone or its weights cannot be used; the message says why and what to do."""
 
 
@@ -45,6 +46,10 @@ class _Lite0Trunk(nn.Module):
         return self.net.forward_features(x)
 
 
+def _lite0_trunk(model: nn.Module) -> nn.Module:
+    return _Lite0Trunk(cast(lite.EfficientNetLite0, model))
+
+
 def _resnet_trunk(model: nn.Module) -> nn.Module:
     # Everything before the global pooling; named as in torchvision for readable state_dicts.
     names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
@@ -52,13 +57,15 @@ def _resnet_trunk(model: nn.Module) -> nn.Module:
 
 
 def _features_trunk(model: nn.Module) -> nn.Module:
-    return nn.Sequential(OrderedDict(features=model.features))
+    return nn.Sequential(OrderedDict(features=cast(nn.Module, model.features)))
 
 
 def _convnext_trunk(model: nn.Module) -> nn.Module:
     # ConvNeXt normalises its last stage (classifier[0], a channel LayerNorm) before the linear
     # layer; applied per cell it keeps the features at the scale the network was trained with.
-    return nn.Sequential(OrderedDict(features=model.features, norm=model.classifier[0]))
+    classifier = cast(nn.Sequential, model.classifier)
+    return nn.Sequential(OrderedDict(features=cast(nn.Module, model.features),
+                                     norm=classifier[0]))
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         _torchvision_spec("convnext_tiny", tvm.convnext_tiny, _convnext_trunk, 768,
                           ("classifier.2.",), [tvm.ConvNeXt_Tiny_Weights.IMAGENET1K_V1]),
         BackboneSpec(name="efficientnet_lite0", build=lite.EfficientNetLite0,
-                     trunk=_Lite0Trunk, out_channels=lite.HEAD_CHANNELS,
+                     trunk=_lite0_trunk, out_channels=lite.HEAD_CHANNELS,
                      head_prefixes=("_fc.",), mean=lite.LITE0_MEAN, std=lite.LITE0_STD),
     )
 }

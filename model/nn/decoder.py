@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.text import Vocabulary
+from ..errors import ParameterError
 from .config import DecoderParams
 
 log = logging.getLogger(__name__)
@@ -173,8 +174,8 @@ def read_word_vectors(path: Path, wanted: set, size: int) -> Dict[str, torch.Ten
     """Vectors of the ``wanted`` words from a text file of ``word v1 … vD`` lines (GloVe), with
     an optional ``count dim`` first line (fastText ``.vec``)."""
     if not path.is_file():
-        raise ValueError(f"pretrained_emb: {path} is not a file; give a fastText .vec or GloVe "
-                         ".txt word-vector file")
+        raise ParameterError(f"pretrained_emb: {path} is not a file; give a fastText .vec or GloVe "
+                             ".txt word-vector file")
     found: Dict[str, torch.Tensor] = {}
     with open(path, encoding="utf-8", errors="replace") as stream:
         for number, line in enumerate(stream, start=1):
@@ -184,24 +185,24 @@ def read_word_vectors(path: Path, wanted: set, size: int) -> Dict[str, torch.Ten
             if len(parts) < 2:
                 continue
             if len(parts) - 1 != size:
-                raise ValueError(f"pretrained_emb: {path} line {number} has {len(parts) - 1} "
-                                 f"numbers, but embed_size is {size}; set decoder_params "
-                                 f"embed_size={len(parts) - 1}")
+                raise ParameterError(f"pretrained_emb: {path} line {number} has {len(parts) - 1} "
+                                     f"numbers, but embed_size is {size}; set decoder_params "
+                                     f"embed_size={len(parts) - 1}")
             word = parts[0].lower()
             if word in wanted and word not in found:
                 try:
                     found[word] = torch.tensor([float(x) for x in parts[1:]])
                 except ValueError:
-                    raise ValueError(f"pretrained_emb: {path} line {number}: not a list of "
-                                     "numbers after the word") from None
+                    raise ParameterError(f"pretrained_emb: {path} line {number}: not a list of "
+                                         "numbers after the word") from None
     return found
 
 
 def word_vector_size(path: "str | Path") -> int:
     """The dimension of a word-vector file, read from its first lines."""
     if not Path(path).is_file():
-        raise ValueError(f"pretrained_emb: {path} is not a file; give a fastText .vec or GloVe "
-                         ".txt word-vector file")
+        raise ParameterError(f"pretrained_emb: {path} is not a file; give a fastText .vec or GloVe "
+                             ".txt word-vector file")
     with open(path, encoding="utf-8", errors="replace") as stream:
         first = stream.readline().split()
         if len(first) == 2 and all(p.isdigit() for p in first):

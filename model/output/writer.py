@@ -23,8 +23,9 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+from functools import partial
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Set
+from typing import Any, Mapping, Optional, Sequence, Set, Tuple
 
 from ..geo.gdal_errors import ogr_failure, quiet_gdal
 from .geopackage import (
@@ -37,6 +38,7 @@ from .geopackage import (
 )
 from .plan import OutputPlan, _remove_layer_or_file
 from .schema import (
+    ADDED_FIELDS,
     FIELDS,
     FORMAT,
     FORMAT_VERSION,
@@ -82,6 +84,7 @@ class GridLayerWriter:
             self._transform = osr.CoordinateTransformation(source_srs, output_srs)
         self._definition = layer.GetLayerDefn()
         self.written = 0
+        self.replace_failed = False  # resuming: rows of failed tiles are replaced
 
     def __enter__(self) -> "GridLayerWriter":
         return self
@@ -109,10 +112,12 @@ class GridLayerWriter:
             if problem:
                 raise GridWriteError(f"cannot start a transaction in {self.path}: {problem}")
             try:
+                if self.replace_failed:
+                    self._delete_failed(records)
                 for record in records:
                     feature = ogr.Feature(self._definition)
                     self._fill(feature, record, now)
-                    problem = ogr_failure(lambda: self._layer.CreateFeature(feature), last_error)
+                    problem = ogr_failure(partial(self._layer.CreateFeature, feature), last_error)
                     if problem:
                         raise GridWriteError(f"cannot write tile {record.tile.tile_id} to "
                                              f"{self.path} (layer {self.layer_name!r}): "
@@ -126,6 +131,13 @@ class GridLayerWriter:
                 ogr_failure(self._dataset.RollbackTransaction, last_error)
                 raise
         self.written += len(records)
+
+    def _delete_failed(self, records: Sequence[TileRecord]) -> None:
+        """A resumed run tries failed tiles again: their old rows go, in the same transaction
+        as their new ones (tile_id stays unique)."""
+        ids = ",".join(str(int(record.tile.tile_id)) for record in records)
+        _execute(self._dataset, f"DELETE FROM {quote_identifier(self.layer_name)} WHERE "
+                                f"status = 'failed' AND tile_id IN ({ids})")
 
     def _fill(self, feature, record: TileRecord, now: datetime.datetime) -> None:
         tile = record.tile
@@ -142,10 +154,16 @@ class GridLayerWriter:
             feature.SetFieldNull("score")
         else:
             feature.SetField("score", float(record.score))
-        feature.SetField("status", record.status)
+        feature.SetField("status", str(record.status))
         feature.SetField("valid_fraction", float(record.valid_fraction))
         feature.SetField("is_edge", int(bool(tile.is_edge)))
         feature.SetField("model", self.model_label)
+        for name in ("theme", "theme_probability", "confidence", "reason"):
+            value = getattr(record, name)
+            if value is None:
+                feature.SetFieldNull(name)
+            else:
+                feature.SetField(name, value)
         feature.SetField("created", now.year, now.month, now.day, now.hour, now.minute,
                          float(now.second), 100)  # 100: UTC
         feature.SetGeometryDirectly(self.tile_polygon(tile.bounds))
@@ -231,14 +249,7 @@ def open_grid_layer(plan: OutputPlan, *, source_crs_wkt: str, output_crs: Option
             layer = None
         if layer is None:
             raise GridWriteError(f"cannot create layer {plan.layer!r} in {path}: {last_error()}")
-        for name, type_name, subtype_name, width in FIELDS:
-            definition = ogr.FieldDefn(name, getattr(ogr, type_name))
-            definition.SetSubType(getattr(ogr, subtype_name))
-            if width:
-                definition.SetWidth(width)
-            problem = ogr_failure(lambda: layer.CreateField(definition), last_error)
-            if problem:
-                raise GridWriteError(f"cannot create field {name!r} in {path}: {problem}")
+        _create_fields(layer, FIELDS, path, last_error)
         layer.SetMetadataItem(KEY_FORMAT, FORMAT)
         layer.SetMetadataItem(KEY_FORMAT_VERSION, str(FORMAT_VERSION))
         layer.SetMetadataItem(KEY_SIGNATURE, str(grid.get("signature", "")))
@@ -254,6 +265,20 @@ def open_grid_layer(plan: OutputPlan, *, source_crs_wkt: str, output_crs: Option
     layer = dataset.GetLayerByName(plan.layer)
     log.info("%s: created layer %r in %s", path, plan.layer, srs_name(output_srs))
     return GridLayerWriter(dataset, layer, path, source_srs, output_srs, model_label)
+
+
+def _create_fields(layer, fields: Sequence[Tuple[str, str, str, int]], path: Path,
+                   last_error) -> None:
+    from osgeo import ogr
+
+    for name, type_name, subtype_name, width in fields:
+        definition = ogr.FieldDefn(name, getattr(ogr, type_name))
+        definition.SetSubType(getattr(ogr, subtype_name))
+        if width:
+            definition.SetWidth(width)
+        problem = ogr_failure(partial(layer.CreateField, definition), last_error)
+        if problem:
+            raise GridWriteError(f"cannot create field {name!r} in {path}: {problem}")
 
 
 def _reopen(plan: OutputPlan, source_srs, wanted_srs, model_label: str) -> GridLayerWriter:
@@ -272,8 +297,18 @@ def _reopen(plan: OutputPlan, source_srs, wanted_srs, model_label: str) -> GridL
         raise GridWriteError(f"layer {plan.layer!r} of {plan.path} is in "
                              f"{srs_name(existing_srs)}, not {srs_name(wanted_srs)}: resume "
                              "with the layer's CRS, or start again with --overwrite.")
+    # A layer from before some fields existed gains them (NULL in its earlier tiles).
+    present = {layer.GetLayerDefn().GetFieldDefn(i).GetName()
+               for i in range(layer.GetLayerDefn().GetFieldCount())}
+    missing = tuple(field for field in FIELDS if field[0] in ADDED_FIELDS
+                    and field[0] not in present)
+    if missing:
+        with quiet_gdal() as last_error:
+            _create_fields(layer, missing, plan.path, last_error)
     # A run that crashed before this version created its index early would lack one.
     has_index = _execute(dataset, f"SELECT HasSpatialIndex({_sql_text(plan.layer)}, 'geom')")
     if not (has_index and has_index[0][0]):
         _execute(dataset, f"SELECT CreateSpatialIndex({_sql_text(plan.layer)}, 'geom')")
-    return GridLayerWriter(dataset, layer, plan.path, source_srs, existing_srs, model_label)
+    writer = GridLayerWriter(dataset, layer, plan.path, source_srs, existing_srs, model_label)
+    writer.replace_failed = True
+    return writer

@@ -15,8 +15,10 @@ import torch
 from ..data.datasets import encode_caption, pad_captions
 from ..data.features import FeatureStore
 from ..data.records import CaptionRecord
+from ..data.themes import theme_index
 from ..nn.captioner import Captioner
 from ..nn.decoder import attention_regulariser, caption_loss
+from ..nn.theme_head import NO_THEME, theme_loss
 from .config import FitConfig
 
 
@@ -28,13 +30,16 @@ class CaptionBatchPlan:
 
     records: Sequence[CaptionRecord]
     encoded: List[List[torch.Tensor]]   # per record, per caption: ids with <start>/<end>
+    themes: torch.Tensor                # (N,) per record: its theme's index, or NO_THEME
 
     @classmethod
-    def build(cls, records: Sequence[CaptionRecord], vocabulary, max_words: int
-              ) -> "CaptionBatchPlan":
+    def build(cls, records: Sequence[CaptionRecord], vocabulary, max_words: int,
+              themes: Tuple[str, ...] = ()) -> "CaptionBatchPlan":
         encoded = [[torch.tensor(encode_caption(vocabulary, words, max_words)) for words in
                     record.tokens] for record in records]
-        return cls(records, encoded)
+        labels = [theme_index(record.scene, themes) if themes else None for record in records]
+        return cls(records, encoded, torch.tensor([NO_THEME if label is None else label
+                                                   for label in labels], dtype=torch.long))
 
     @property
     def caption_count(self) -> int:
@@ -52,6 +57,7 @@ class FeatureBatch:
     ids: torch.Tensor           # (R, L) every caption of those images, padded
     lengths: torch.Tensor       # (R,)
     image_index: torch.Tensor   # (R,) which image each caption describes
+    themes: torch.Tensor        # (B,) theme index of each image, or NO_THEME
 
 
 def _feature_batch(store: FeatureStore, plan: CaptionBatchPlan, images: List[int],
@@ -65,7 +71,9 @@ def _feature_batch(store: FeatureStore, plan: CaptionBatchPlan, images: List[int
                 for caption in plan.encoded[image]]
     ids, lengths = pad_captions([caption for _, caption in captions])
     image_index = torch.tensor([slot for slot, _ in captions])
-    return FeatureBatch(features, ids.to(device), lengths.to(device), image_index.to(device))
+    themes = plan.themes[torch.tensor(images)]
+    return FeatureBatch(features, ids.to(device), lengths.to(device), image_index.to(device),
+                        themes.to(device))
 
 
 def decoder_loss(captioner: Captioner, batch: FeatureBatch, config: FitConfig,
@@ -77,6 +85,9 @@ def decoder_loss(captioner: Captioner, batch: FeatureBatch, config: FitConfig,
     loss = cross_entropy
     if config.attention_regularisation:
         loss = loss + config.attention_regularisation * attention_regulariser(weights, lengths - 1)
+    if captioner.theme_head is not None and config.theme_loss_weight:
+        loss = loss + config.theme_loss_weight * theme_loss(captioner.theme_head(batch.features),
+                                                            batch.themes)
     return loss, cross_entropy
 
 

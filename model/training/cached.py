@@ -12,9 +12,9 @@ from typing import Dict, Optional
 from torch import nn
 
 from ..data.features import FeatureStore
-from ..progress import Cancelled, ProgressReporter
+from ..progress import Cancelled, EpochEnded, Stage
 from .batches import _autocast, _feature_batch, decoder_loss
-from .config import EpochRecord, FitResult
+from .config import FitResult
 from .loop import _seed, _Trainer, run_epochs
 
 
@@ -24,8 +24,8 @@ def _fit_cached(trainer: _Trainer, resume_from) -> FitResult:
     _seed(config.seed)
     try:
         train_store = trainer.features(trainer.train_plan.records, config.feature_variants,
-                                       "encoding")
-        val_store = (trainer.features(trainer.val_plan.records, 1, "encoding val")
+                                       "encode train")
+        val_store = (trainer.features(trainer.val_plan.records, 1, "encode val")
                      if trainer.val_plan.records else None)
     except Cancelled:
         return FitResult([], None, {}, "cancelled")
@@ -38,12 +38,14 @@ def _fit_cached(trainer: _Trainer, resume_from) -> FitResult:
 
 
 def _train_epoch(trainer: _Trainer, epoch: int, store: FeatureStore, optimizer, scheduler,
-                 loop_rng: Dict[str, random.Random]) -> Optional[EpochRecord]:
+                 loop_rng: Dict[str, random.Random]) -> Optional[EpochEnded]:
     captioner, config, device = trainer.captioner, trainer.config, trainer.device
-    captioner.decoder.train()
+    heads = captioner.heads()
+    heads.train()
     batches = trainer.train_plan.epoch_batches(config.batch_size, loop_rng["batches"])
-    reporter = ProgressReporter(trainer.progress, f"epoch {epoch}/{config.epochs}",
-                                len(trainer.train_plan.records), "images")
+    reporter = trainer.plan.reporter(f"epoch {epoch}", Stage.TRAINING,
+                                     len(trainer.train_plan.records), "images", epoch=epoch,
+                                     epochs=config.epochs)
     started = time.monotonic()
     running, seen = 0.0, 0   # cross-entropy summed over captions, captions seen
     for images in batches:
@@ -54,7 +56,7 @@ def _train_epoch(trainer: _Trainer, epoch: int, store: FeatureStore, optimizer, 
         with _autocast(device, config):
             loss, cross_entropy = decoder_loss(captioner, batch, config)
         loss.backward()
-        nn.utils.clip_grad_norm_(captioner.decoder.parameters(), config.grad_clip)
+        nn.utils.clip_grad_norm_(heads.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
         captions = len(batch.ids)
@@ -62,6 +64,7 @@ def _train_epoch(trainer: _Trainer, epoch: int, store: FeatureStore, optimizer, 
         seen += captions
         reporter.advance(len(images), loss=running / seen)
     seconds = time.monotonic() - started
-    return EpochRecord(epoch, running / max(1, seen), None, None, None,
-                       optimizer.param_groups[0]["lr"], seconds,
-                       len(trainer.train_plan.records) / max(seconds, 1e-9))
+    return EpochEnded(epoch, running / max(1, seen), lr=optimizer.param_groups[0]["lr"],
+                      seconds=seconds,
+                      images_per_s=len(trainer.train_plan.records) / max(seconds, 1e-9),
+                      epochs=config.epochs)

@@ -15,10 +15,17 @@ from typing import Dict, List
 import torch
 
 from ..atomic import write_bytes_atomic
-from ..nn.captioner import Captioner
-from .config import EpochRecord, FitConfig
+from ..errors import MapScribeError
+from ..modelfile.header import ModelHeader, parse_header
+from ..nn.captioner import Captioner, build_captioner
+from ..progress import EpochEnded
+from .config import FitConfig
 
 CHECKPOINT_FORMAT = "mapscribe-checkpoint"
+
+
+class CheckpointError(MapScribeError, ValueError):
+    """A file that is not a MapScribe training checkpoint MapScribe can open safely."""
 
 
 # -- checkpoints --------------------------------------------------------------------------------
@@ -38,10 +45,8 @@ def _set_rng_state(state: Dict) -> None:
 
 
 def save_checkpoint(path: Path, captioner: Captioner, optimizer, scheduler, epoch: int,
-                    history: List[EpochRecord], best: Dict, config: FitConfig,
+                    history: List[EpochEnded], best: Dict, config: FitConfig,
                     loop_rng: Dict) -> None:
-    from ..modelfile.header import ModelHeader
-
     header = ModelHeader(captioner.config, captioner.vocabulary).to_dict()
     payload = {"format": CHECKPOINT_FORMAT, "version": 1, "epoch": epoch,
                "model": captioner.state_dict(), "optimizer": optimizer.state_dict(),
@@ -59,24 +64,16 @@ def load_checkpoint(path: "str | Path") -> Dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such checkpoint") from None
-    except Exception as error:
-        raise ValueError(f"{path}: not a MapScribe checkpoint MapScribe can open safely "
-                         f"({str(error).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as error:  # noqa: BLE001 - torch.load raises many types for a non-checkpoint
+        raise CheckpointError(f"{path}: not a MapScribe checkpoint MapScribe can open safely "
+                              f"({str(error).splitlines()[0]})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a MapScribe training checkpoint")
+        raise CheckpointError(f"{path}: not a MapScribe training checkpoint")
     return payload
 
 
 def captioner_from_checkpoint(payload: Dict) -> Captioner:
     """Rebuild the network a checkpoint was saved from (weights not loaded yet)."""
-    from ..modelfile.header import _parse_header
-    from ..nn.decoder import AttentionDecoder
-    from ..nn.encoder import build_encoder
-
-    header = _parse_header(Path("checkpoint"), json.loads(payload["header"]))
-    encoder, _ = build_encoder(header.config.backbone, grid_size=header.config.grid_size,
-                               weights="none", input_size=header.config.input_size)
-    decoder = AttentionDecoder(len(header.vocabulary), header.config.feature_size,
-                               header.config.decoder)
-    return Captioner(encoder, decoder, header.vocabulary, header.config)
+    header = parse_header(Path("checkpoint"), json.loads(payload["header"]))
+    return build_captioner(header.vocabulary, header.config)[0]

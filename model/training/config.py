@@ -1,4 +1,4 @@
-"""How to train (:class:`FitConfig`) and what training gives back (:class:`EpochRecord`,
+"""How to train (:class:`FitConfig`) and what training gives back (:class:`EpochEnded`,
 :class:`FitResult`), plus the warm-up + cosine learning-rate schedule.
 """
 
@@ -7,6 +7,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
+
+from ..errors import ParameterError
+from ..progress import EpochEnded
 
 
 @dataclass
@@ -25,7 +28,12 @@ class FitConfig:
     # higher on both test sets here (RSICD subset CIDEr-D 2.26 vs 2.16, beam 3).
     attention_regularisation: float = 0.2
     label_smoothing: float = 0.0
+    # Weight of the scene-theme loss beside the caption loss (models with a theme head).
+    theme_loss_weight: float = 0.5
     feature_variants: int = 4           # dihedral versions of each image cached (1..8)
+    # Cache some versions seen ×1.5–×4 coarser (blurred, JPEG): captions that hold up when
+    # tiles come at other ground resolutions (data.degrade.RESOLUTION_VARIANTS).
+    resolution_augmentation: bool = False
     feature_cache_dir: Optional[str] = None
     early_stopping_patience: int = 4    # epochs without a better CIDEr-D; 0 = never stop early
     keep_best: bool = True              # end with the weights of the best validation epoch
@@ -38,30 +46,18 @@ class FitConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"epochs must be a whole number ≥ 1, not {self.epochs!r}")
+            raise ParameterError(f"epochs must be a whole number ≥ 1, not {self.epochs!r}")
         if not self.lr > 0:
-            raise ValueError(f"the learning rate must be positive, not {self.lr!r}")
+            raise ParameterError(f"the learning rate must be positive, not {self.lr!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch size must be a whole number ≥ 1, not {self.batch_size!r}")
+            raise ParameterError(f"batch size must be a whole number ≥ 1, not {self.batch_size!r}")
         if not 1 <= self.feature_variants <= 8:
-            raise ValueError(f"feature_variants must be 1..8, not {self.feature_variants!r}")
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    train_loss: float
-    val_loss: Optional[float]
-    bleu4: Optional[float]
-    cider_d: Optional[float]
-    lr: float
-    seconds: float
-    images_per_s: float
+            raise ParameterError(f"feature_variants must be 1..8, not {self.feature_variants!r}")
 
 
 @dataclass
 class FitResult:
-    history: List[EpochRecord]
+    history: List[EpochEnded]
     best_epoch: Optional[int]
     best_metrics: Dict[str, float]
     stopped: str                        # 'completed', 'early_stopping' or 'cancelled'

@@ -16,19 +16,21 @@ from __future__ import annotations
 import copy
 import logging
 import random
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
 from ..data.features import FeatureStore, encode_records
 from ..data.records import CaptionRecord
-from ..nn.beam_search import DecodingParams
 from ..nn.captioner import Captioner
-from ..progress import ProgressCallback, ProgressReporter
+from ..nn.config import DecodingParams
+from ..nn.theme_head import NO_THEME
+from ..progress import EpochEnded, JobPlan, ProgressCallback, Stage
 from .batches import CaptionBatchPlan, _feature_batch, decoder_loss
 from .checkpoints import _set_rng_state, load_checkpoint, save_checkpoint
-from .config import EpochRecord, FitConfig, FitResult, warmup_cosine
+from .config import FitConfig, FitResult, warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 # -- validation ---------------------------------------------------------------------------------
 @torch.no_grad()
 def validate(captioner: Captioner, store: FeatureStore, plan: CaptionBatchPlan,
-             config: FitConfig, device) -> Dict[str, float]:
+             config: FitConfig, device) -> Dict[str, Optional[float]]:
     """Teacher-forced loss, and BLEU-4 / CIDEr-D of decoded captions."""
     from ..evaluation.scores import evaluate_captions
 
@@ -52,14 +54,43 @@ def validate(captioner: Captioner, store: FeatureStore, plan: CaptionBatchPlan,
     decoding = DecodingParams(beam_size=config.validation_beam,
                               max_length=captioner.config.max_words)
     candidates, references = {}, {}
+    theme_right, theme_labelled = 0, 0
     for start in range(0, len(plan.records), 64):
         indices = torch.arange(start, min(len(plan.records), start + 64))
-        captions = captioner.caption_features(store.batch(indices, device=device), decoding)
+        features = store.batch(indices, device=device)
+        captions = captioner.caption_features(features, decoding)
         for index, caption in zip(indices.tolist(), captions):
             candidates[index] = caption.text
             references[index] = [" ".join(t) for t in plan.records[index].tokens]
+        probabilities = captioner.theme_probabilities(features)
+        if probabilities is not None:
+            labels = plan.themes[indices].to(probabilities.device)
+            labelled = labels != NO_THEME
+            theme_labelled += int(labelled.sum())
+            theme_right += int((probabilities.argmax(dim=1) == labels)[labelled].sum())
     scores = evaluate_captions(candidates, references, meteor=False)
-    return {"val_loss": total / max(1, words), "bleu4": scores.bleu4, "cider_d": scores.cider_d}
+    return {"val_loss": total / max(1, words), "bleu4": scores.bleu4, "cider_d": scores.cider_d,
+            "theme_accuracy": theme_right / theme_labelled if theme_labelled else None}
+
+
+# -- progress -----------------------------------------------------------------------------------
+# Rough seconds per unit of work on a CPU, to weigh stages against each other in the job's
+# progress: encoding an image (per flipped/rotated version), one training step of an image,
+# decoding one validation image with a small beam. Only the ratios matter.
+ENCODE_COST, TRAIN_COST, VALIDATE_COST = 1.0, 0.6, 0.5
+
+
+def training_weights(train_images: int, val_images: int, config: FitConfig
+                     ) -> List[tuple]:
+    """The (key, weight) stages of a fit, in order, for a :class:`~..progress.JobPlan`."""
+    weights = []
+    if config.freeze_encoder:
+        weights += [("encode train", train_images * config.feature_variants * ENCODE_COST),
+                    ("encode val", val_images * ENCODE_COST)]
+    per_image = TRAIN_COST if config.freeze_encoder else TRAIN_COST + ENCODE_COST
+    per_epoch = train_images * per_image + val_images * VALIDATE_COST
+    weights += [(f"epoch {epoch}", per_epoch) for epoch in range(1, config.epochs + 1)]
+    return weights
 
 
 # -- the loop -----------------------------------------------------------------------------------
@@ -68,7 +99,8 @@ class _Trainer:
 
     def __init__(self, captioner: Captioner, train: Sequence[CaptionRecord],
                  val: Sequence[CaptionRecord], config: FitConfig,
-                 progress: Optional[ProgressCallback], cancelled: Callable[[], bool]):
+                 progress: Optional[ProgressCallback], cancelled: Callable[[], bool],
+                 plan: Optional[JobPlan] = None):
         from ..nn.device import resolve_device
 
         self.captioner, self.config = captioner, config
@@ -79,30 +111,36 @@ class _Trainer:
         max_words = captioner.config.max_words
         if config.validation_images is not None:
             val = list(val)[:config.validation_images]
-        self.train_plan = CaptionBatchPlan.build(train, self.vocabulary, max_words)
-        self.val_plan = CaptionBatchPlan.build(val, self.vocabulary, max_words)
+        themes = captioner.config.themes
+        self.train_plan = CaptionBatchPlan.build(train, self.vocabulary, max_words, themes)
+        self.val_plan = CaptionBatchPlan.build(val, self.vocabulary, max_words, themes)
         self.frozen = config.freeze_encoder
+        self.plan = plan or JobPlan(progress, training_weights(len(self.train_plan.records),
+                                                               len(self.val_plan.records),
+                                                               config))
         from ..nn.encoder import freeze, unfreeze
 
         # Unfrozen, the encoder keeps its ImageNet batch-norm statistics: re-estimating them
         # from small caption batches hurts more than it helps.
         (freeze if self.frozen else unfreeze)(self.captioner.encoder)
 
-    def features(self, records, variants, stage) -> FeatureStore:
-        reporter = ProgressReporter(self.progress, stage, len(records), "images")
+    def features(self, records, variants, key: str) -> FeatureStore:
+        reporter = self.plan.reporter(key, Stage.ENCODING, len(records), "images")
         cache = Path(self.config.feature_cache_dir) if self.config.feature_cache_dir else None
+        augment = self.config.resolution_augmentation and variants > 1
         return encode_records(self.captioner, records, variants=variants, cache_dir=cache,
+                              resolution_augmentation=augment,
                               progress=reporter, cancelled=self.cancelled)
 
     def optimizer(self) -> torch.optim.Optimizer:
-        groups = [{"params": [p for p in self.captioner.decoder.parameters()],
+        groups = [{"params": [p for p in self.captioner.heads().parameters()],
                    "lr": self.config.lr}]
         if not self.frozen:
             groups.append({"params": [p for p in self.captioner.encoder.parameters()],
                            "lr": self.config.encoder_lr})
         fused = self.device.type == "cuda"
-        return torch.optim.AdamW(groups, weight_decay=self.config.weight_decay,
-                                 **({"fused": True} if fused else {}))
+        options: Dict[str, Any] = {"fused": True} if fused else {}
+        return torch.optim.AdamW(groups, weight_decay=self.config.weight_decay, **options)
 
 
 def _seed(seed: int) -> None:
@@ -119,16 +157,17 @@ def run_epochs(trainer: _Trainer, steps_per_epoch: int, run_epoch, val_features,
     optimizer = trainer.optimizer()
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(steps_per_epoch * config.epochs, config.warmup_fraction))
-    trained = captioner.decoder if trainer.frozen else captioner
-    history: List[EpochRecord] = []
-    best = {"epoch": None, "cider_d": -1.0, "metrics": {}, "state": None}
+    trained = captioner.heads() if trainer.frozen else captioner
+    history: List[EpochEnded] = []
+    # The best epoch so far, as checkpoints keep it (plain values; "state": the trained weights).
+    best: Dict[str, Any] = {"epoch": None, "cider_d": -1.0, "metrics": {}, "state": None}
     first_epoch = 1
     if resume_from is not None:
         payload = load_checkpoint(resume_from)
         captioner.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
-        history = [EpochRecord(**h) for h in payload["history"]]
+        history = [EpochEnded(**h) for h in payload["history"]]
         best = payload["best"]
         _set_rng_state(payload["rng"])
         for name, state in payload["loop_rng"].items():
@@ -151,13 +190,14 @@ def run_epochs(trainer: _Trainer, steps_per_epoch: int, run_epoch, val_features,
         store = val_features() if trainer.val_plan.records else None
         if store is not None:
             metrics = validate(captioner, store, trainer.val_plan, config, device)
-            record.val_loss, record.bleu4, record.cider_d = (metrics["val_loss"],
-                                                             metrics["bleu4"], metrics["cider_d"])
+            record = replace(record, val_loss=metrics["val_loss"], bleu4=metrics["bleu4"],
+                             cider_d=metrics["cider_d"],
+                             theme_accuracy=metrics["theme_accuracy"])
         history.append(record)
         _report_epoch(trainer, record)
         if record.cider_d is None or record.cider_d > best["cider_d"]:
             best = {"epoch": epoch, "cider_d": record.cider_d if record.cider_d is not None
-                    else -1.0, "metrics": _metrics_of(record),
+                    else -1.0, "metrics": record.metrics,
                     "state": copy.deepcopy(trained.state_dict())}
         if checkpoint is not None:
             save_checkpoint(checkpoint, captioner, optimizer, scheduler, epoch, history, best,
@@ -177,19 +217,6 @@ def run_epochs(trainer: _Trainer, steps_per_epoch: int, run_epoch, val_features,
                      str(checkpoint) if checkpoint else None)
 
 
-def _metrics_of(record: EpochRecord) -> Dict[str, float]:
-    return {k: v for k, v in (("val_loss", record.val_loss), ("BLEU-4", record.bleu4),
-                              ("CIDEr-D", record.cider_d)) if v is not None}
-
-
-def _report_epoch(trainer: _Trainer, record: EpochRecord) -> None:
-    parts = [f"epoch {record.epoch}", f"train loss {record.train_loss:.3f}"]
-    if record.val_loss is not None:
-        parts += [f"val loss {record.val_loss:.3f}", f"BLEU-4 {record.bleu4:.3f}",
-                  f"CIDEr-D {record.cider_d:.3f}"]
-    parts.append(f"{record.images_per_s:.0f} images/s")
-    message = ", ".join(parts)
-    log.info(message)
-    if trainer.progress is not None:
-        ProgressReporter(trainer.progress, "epoch", 0).note(
-            message, epoch=record.epoch, train_loss=record.train_loss, **_metrics_of(record))
+def _report_epoch(trainer: _Trainer, record: EpochEnded) -> None:
+    log.info("%s", record.describe())
+    trainer.plan.event(f"epoch {record.epoch}", Stage.TRAINING, record)

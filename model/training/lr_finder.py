@@ -11,12 +11,14 @@ import copy
 import math
 import random
 from dataclasses import dataclass
-from typing import List
+from pathlib import Path
+from typing import List, Sequence
 
 import torch
 from torch import nn
 
-from ..data.features import FeatureStore
+from ..data.features import FeatureStore, encode_records
+from ..data.records import CaptionRecord
 from .batches import CaptionBatchPlan, _autocast, _feature_batch, decoder_loss
 from .config import FitConfig
 
@@ -52,18 +54,19 @@ def lr_find(captioner, store: FeatureStore, plan: CaptionBatchPlan, config: FitC
             smoothing: float = 0.9, divergence: float = 4.0) -> LrFindResult:
     """Sweep the learning rate exponentially from ``start_lr`` to ``end_lr`` over ``steps``
     batches (stopping early when the loss exceeds ``divergence`` × its best)."""
-    saved_weights = copy.deepcopy(captioner.decoder.state_dict())
+    heads = captioner.heads()
+    saved_weights = copy.deepcopy(heads.state_dict())
     saved_rng = (torch.get_rng_state(), random.getstate())
     rng = random.Random(config.seed)
-    batches = []
+    batches: List[List[int]] = []
     while len(batches) < steps:
         batches += plan.epoch_batches(config.batch_size, rng)
-    optimizer = torch.optim.AdamW(captioner.decoder.parameters(), lr=start_lr,
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=start_lr,
                                   weight_decay=config.weight_decay)
     ratio = (end_lr / start_lr) ** (1.0 / max(1, steps - 1))
     rates, losses = [], []
     average, best = 0.0, math.inf
-    captioner.decoder.train()
+    heads.train()
     try:
         for step, batch in enumerate(batches[:steps]):
             lr = start_lr * ratio ** step
@@ -74,7 +77,7 @@ def lr_find(captioner, store: FeatureStore, plan: CaptionBatchPlan, config: FitC
                 loss, _ = decoder_loss(captioner, _feature_batch(store, plan, batch, rng, device),
                                        config)
             loss.backward()
-            nn.utils.clip_grad_norm_(captioner.decoder.parameters(), config.grad_clip)
+            nn.utils.clip_grad_norm_(heads.parameters(), config.grad_clip)
             optimizer.step()
             value = loss.item()
             if not math.isfinite(value):
@@ -87,7 +90,7 @@ def lr_find(captioner, store: FeatureStore, plan: CaptionBatchPlan, config: FitC
             if step > 5 and smoothed > divergence * best:
                 break
     finally:
-        captioner.decoder.load_state_dict(saved_weights)
+        heads.load_state_dict(saved_weights)
         torch.set_rng_state(saved_rng[0])
         random.setstate(saved_rng[1])
         captioner.eval()
@@ -107,3 +110,13 @@ def suggest_lr(rates: List[float], losses: List[float], skip_start: int = 10) ->
     slopes = {i: (losses[i + 1] - losses[i - 1]) / (math.log(rates[i + 1]) - math.log(rates[i - 1]))
               for i in range(first + 1, lowest)}
     return float(rates[min(slopes, key=slopes.__getitem__)])
+
+
+def find_learning_rate(captioner, records: Sequence[CaptionRecord], config: FitConfig,
+                       device) -> LrFindResult:
+    """The learning-rate finder on ``records``' cached features (one version of each image)."""
+    plan = CaptionBatchPlan.build(records, captioner.vocabulary, captioner.config.max_words,
+                                  captioner.config.themes)
+    cache = Path(config.feature_cache_dir) if config.feature_cache_dir else None
+    store = encode_records(captioner, records, variants=1, cache_dir=cache)
+    return lr_find(captioner, store, plan, config, device)

@@ -3,22 +3,65 @@
 
 from __future__ import annotations
 
-from qgis.core import (QgsCoordinateReferenceSystem, QgsFeatureRequest, QgsGeometry,
-                       QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
-                       QgsProcessingOutputString, QgsProcessingParameterBoolean,
-                       QgsProcessingParameterEnum, QgsProcessingParameterExtent,
-                       QgsProcessingParameterFeatureSource, QgsProcessingParameterFile,
-                       QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
-                       QgsProcessingParameterString, QgsProcessingParameterVectorDestination,
-                       QgsProcessingLayerPostProcessorInterface, QgsProcessingUtils,
-                       QgsProviderRegistry)
+from functools import partial
+from typing import Union
 
-from ..parameters import crs_text
-from .common import GROUP_CAPTIONING, MODEL_FILE_FILTER, FeedbackReporter, MapScribeAlgorithm, advanced, default_model, engine_errors, engine_log_to, import_engine, split_ogr_destination, tr
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsFeatureRequest,
+    QgsGeometry,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterVectorDestination,
+    QgsProcessingUtils,
+    QgsProviderRegistry,
+)
 
-TILE_SIZE_UNITS = ("map", "pixels")   # CaptionRasterParams.tile_size_unit
-OVERLAP_UNITS = ("percent", "pixels")  # CaptionRasterParams.overlap_unit
-DEFAULT_LAYER = "captions"
+from ...model import (
+    CANCELLED,
+    OVERLAP_UNITS,
+    TILE_SIZE_UNITS,
+    BoundingBox,
+    CaptionRasterParams,
+    ImageSource,
+    PolygonArea,
+    WholeRaster,
+)
+from ..layer_sources import layer_image_source
+from ..map_inputs import crs_text
+from ..ui import ParameterError, field_default
+from .common import (
+    GROUP_CAPTIONING,
+    MODEL_FILE_FILTER,
+    FeedbackReporter,
+    MapScribeAlgorithm,
+    advanced,
+    default_model,
+    engine_errors,
+    engine_log_to,
+    import_engine,
+    split_ogr_destination,
+    tr,
+)
+
+# The engine's defaults, shown in Processing's dialog (never restated here).
+DEFAULT = partial(field_default, CaptionRasterParams)
+# Band mappings offered (R/G/B or one gray band); "auto": the engine's default, the first three
+# bands (or the only one). Static strings, written with slashes: qgis_process reads a comma as a
+# list of enum values (BANDS=4/3/2 on the command line).
+BAND_CHOICES = ("auto", "1/2/3", "3/2/1", "2/3/4", "4/3/2", "5/4/3", "1", "2", "3", "4")
+# Device names the engine takes (cuda is cuda:0).
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:0", "cuda:1", "cuda:2", "cuda:3", "mps")
 
 
 class CaptionRasterAlgorithm(MapScribeAlgorithm):
@@ -32,22 +75,28 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
         "the grid to a GeoPackage layer with the fields tile_id, row, col, caption, score, "
         "status, model and created. Tiles that are mostly nodata are recorded as 'nodata' "
         "without a caption.\n\n"
-        "<b>Input raster</b>: a raster file GDAL reads (GeoTIFF, ...), with a CRS.\n"
+        "<b>Input raster</b>: any raster layer GDAL serves (a GeoTIFF, a GeoPackage raster "
+        "table, a zipped or cloud GeoTIFF, …) or a web basemap (XYZ, WMS, WMTS), read at the "
+        "zoom closest to the model's ground resolution; respect the imagery provider's terms "
+        "and rate limits.\n"
         "<b>Extent</b> (optional): only the tiles over this rectangle; in its own CRS (or the "
         "project's, else the raster's, when it names none).\n"
         "<b>Polygons</b> (optional): only the tiles that touch these polygons (the selected "
         "ones with 'Selected features only'). Give an extent or polygons, not both.\n"
-        "<b>Model file</b>: a .mscap file written by 'Train captioner' (the bundled model by "
-        "default when it is installed).\n"
-        "<b>Tile size</b>: 0 takes the size the model was trained at (its input size × its "
-        "ground resolution). <b>Tile size unit</b>: map = the raster CRS's units (metres for "
-        "UTM), or pixels.\n"
-        "<b>Overlap</b> between neighbouring tiles, in percent of the tile or in pixels.\n"
-        "<b>Bands</b>: the raster bands shown to the model as red, green, blue, e.g. 1,2,3 or "
-        "4,3,2, or one band for gray; empty = the first three (or the only one).\n"
+        "<b>Model file</b> (optional): a .mscap file written by 'Train captioner'; empty "
+        "(or MODEL left out on the command line) takes the bundled default model.\n"
+        "<b>Tile size</b>, in the tile size unit: 0 takes the size the model was trained at "
+        "(its input size × its ground resolution). <b>Tile size unit</b>: map = the raster "
+        "CRS's units (metres for UTM), or pixels.\n"
+        "<b>Overlap</b> between neighbouring tiles, in the overlap unit: percent of the tile "
+        "or pixels.\n"
+        "<b>Bands</b>: the raster bands shown to the model as red/green/blue, e.g. 1/2/3 or "
+        "4/3/2, or one band for gray; auto = the first three (or the only one).\n"
         "<b>Batch size</b>: tiles captioned at once (lower it when memory runs out). "
         "<b>Beam width</b>: 1 is fastest; 3 gives better captions.\n"
-        "<b>Device</b>: auto (a GPU when there is one), cpu, cuda, cuda:N or mps.\n"
+        "<b>Device</b>: auto (a GPU when there is one), cpu, cuda, cuda:N or mps. Without "
+        "torch, MapScribe captions with ONNX Runtime (CPU, or an NVIDIA GPU with "
+        "onnxruntime-gpu).\n"
         "<b>Resume</b> (advanced): continue an interrupted run into the same output instead "
         "of replacing it (same raster, area, tile size and model).\n\n"
         "Outputs: the captions layer, and the counts of tiles captioned (CAPTIONED), nodata "
@@ -77,47 +126,57 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
     def __init__(self) -> None:
         super().__init__()
         # Filled by prepareAlgorithm (main thread) for processAlgorithm (any thread).
-        self._raster_path = ""
+        self._raster_path: Union[str, ImageSource] = ""
         self._raster_crs = QgsCoordinateReferenceSystem()
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         number = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, tr("Input raster")))
         self.addParameter(QgsProcessingParameterExtent(
             self.EXTENT, tr("Extent to caption (empty: the whole raster)"), optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.POLYGONS, tr("Caption only tiles touching these polygons"),
-            [QgsProcessing.TypeVectorPolygon], optional=True))
+            [QgsProcessing.SourceType.TypeVectorPolygon], optional=True))
+        # Optional with the bundled model as default: qgis_process (3.22) reports a mandatory
+        # parameter left out as missing even when it has a default.
         self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, tr("Model file"), QgsProcessingParameterFile.File, "",
-            default_model(), False, MODEL_FILE_FILTER))
-        self.addParameter(number(self.TILE_SIZE, tr("Tile size (0: from the model)"),
-                                 number.Double, 0.0, False, 0.0))
+            self.MODEL, tr("Model file (empty: the bundled default model)"),
+            QgsProcessingParameterFile.Behavior.File, "", default_model(), True, MODEL_FILE_FILTER))
+        self.addParameter(number(self.TILE_SIZE, tr(
+            "Tile size, in the tile size unit (0: the model's own)"),
+            number.Double, 0.0, False, 0.0))
         self.addParameter(QgsProcessingParameterEnum(
-            self.TILE_SIZE_UNIT, tr("Tile size unit"), list(TILE_SIZE_UNITS), False, "map",
+            self.TILE_SIZE_UNIT, tr("Tile size unit"), list(TILE_SIZE_UNITS), False,
+            DEFAULT("tile_size_unit"),
             False, usesStaticStrings=True))
-        self.addParameter(number(self.OVERLAP, tr("Overlap between tiles"), number.Double,
-                                 0.0, False, 0.0))
+        self.addParameter(number(self.OVERLAP, tr(
+            "Overlap between tiles, in the overlap unit (percent or pixels)"), number.Double,
+            DEFAULT("overlap"), False, 0.0))
         self.addParameter(QgsProcessingParameterEnum(
-            self.OVERLAP_UNIT, tr("Overlap unit"), list(OVERLAP_UNITS), False, "percent",
+            self.OVERLAP_UNIT, tr("Overlap unit"), list(OVERLAP_UNITS), False,
+            DEFAULT("overlap_unit"),
             False, usesStaticStrings=True))
-        self.addParameter(QgsProcessingParameterString(
-            self.BANDS, tr("Bands as red,green,blue (empty: 1,2,3 or the only band)"), "",
-            False, True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.BANDS, tr("Bands as red/green/blue, or one gray band"), list(BAND_CHOICES),
+            False, BAND_CHOICES[0], False, usesStaticStrings=True))
         self.addParameter(number(self.BATCH_SIZE, tr("Batch size (tiles at once)"),
-                                 number.Integer, 8, False, 1))
-        self.addParameter(number(self.BEAM, tr("Beam width"), number.Integer, 3, False, 1, 20))
-        self.addParameter(QgsProcessingParameterString(
-            self.DEVICE, tr("Device (auto, cpu, cuda, cuda:N, mps)"), "auto"))
+                                 number.Integer, DEFAULT("batch_size"), False, 1))
+        self.addParameter(number(self.BEAM, tr("Beam width"), number.Integer,
+                                 DEFAULT("beam_size"), False, 1, 20))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.DEVICE, tr("Device"), list(DEVICE_CHOICES), False, DEFAULT("device"), False,
+            usesStaticStrings=True))
         self.addParameter(advanced(number(self.MAX_LENGTH, tr("Longest caption, in words"),
-                                          number.Integer, 20, False, 2, 100)))
+                                          number.Integer, DEFAULT("max_length"), False, 2,
+                                          100)))
         self.addParameter(advanced(number(
             self.NODATA_THRESHOLD, tr("Nodata threshold: skip tiles with more nodata than this "
-                                      "fraction"), number.Double, 0.5, False, 0.0, 0.99)))
+                                      "fraction"), number.Double,
+            DEFAULT("max_invalid_fraction"), False, 0.0, 0.99)))
         self.addParameter(advanced(QgsProcessingParameterBoolean(
             self.RESUME, tr("Resume an interrupted run into the same output"), False)))
         output = QgsProcessingParameterVectorDestination(
-            self.OUTPUT, tr("Captions"), QgsProcessing.TypeVectorPolygon)
+            self.OUTPUT, tr("Captions"), QgsProcessing.SourceType.TypeVectorPolygon)
         # The engine writes GeoPackage files only: a "temporary layer" becomes a temporary
         # .gpkg rather than a memory layer.
         output.setSupportsNonFileBasedOutput(False)
@@ -129,28 +188,26 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
             self.STOPPED, tr("How the run ended (completed or cancelled)")))
 
     # -- main thread -------------------------------------------------------------------------
-    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def prepareAlgorithm(self, parameters, context, feedback):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException(tr("Input raster: no raster layer was given (or it "
                                             "could not be loaded)."))
-        if layer.providerType() != "gdal":
-            raise QgsProcessingException(tr(
-                "Input raster '{name}' is a {kind} layer: MapScribe reads raster files through "
-                "GDAL. Save it as a GeoTIFF first (right-click the layer > Export > Save As) "
-                "and caption that.").format(name=layer.name(), kind=layer.providerType()))
-        self._raster_path = gdal_path(layer.source())
+        try:  # the layer's whole source: a GDAL string with its options, XYZ, WMS, WMTS
+            self._raster_path = layer_image_source(layer)
+        except ParameterError as error:
+            raise QgsProcessingException(tr("Input raster: {error}").format(
+                error=error)) from None
         self._raster_crs = layer.crs()
         return True
 
     # -- any thread --------------------------------------------------------------------------
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        captioning = import_engine("jobs.caption")
-        tiling = import_engine("geo.areas")
+    def processAlgorithm(self, parameters, context, feedback):
+        engine = import_engine()
         reporter = FeedbackReporter(feedback)
-
-        area = self._area(parameters, context, tiling)
-        model = self.parameterAsFile(parameters, self.MODEL, context)
+        with engine_errors(tr("Caption raster")):
+            area = self._area(parameters, context)
+        model = self.parameterAsFile(parameters, self.MODEL, context) or default_model()
         if not model:
             raise QgsProcessingException(tr(
                 "Model file: none given, and the bundled model (resources/default.mscap) is not "
@@ -158,12 +215,12 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
         path, layer_name = self._output(parameters, context)
         resume = self.parameterAsBoolean(parameters, self.RESUME, context)
         tile_size = self.parameterAsDouble(parameters, self.TILE_SIZE, context)
-        bands = self.parameterAsString(parameters, self.BANDS, context).strip()
+        bands = self.parameterAsEnumString(parameters, self.BANDS, context).strip()
         options = {}
-        if bands:
-            options["bands"] = bands  # empty keeps the engine's default band mapping
-        with engine_errors(*captioning.CAPTION_RASTER_ERRORS):
-            params = captioning.CaptionRasterParams(
+        if bands and bands != BAND_CHOICES[0]:
+            options["bands"] = bands.replace("/", ",")  # auto: the engine's default mapping
+        with engine_errors(tr("Caption raster")):
+            params = CaptionRasterParams(
                 raster=self._raster_path, model=model, output=path, layer=layer_name,
                 area=area, tile_size=tile_size or None,
                 tile_size_unit=self.parameterAsEnumString(parameters, self.TILE_SIZE_UNIT,
@@ -173,17 +230,17 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
                 batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
                 beam_size=self.parameterAsInt(parameters, self.BEAM, context),
                 max_length=self.parameterAsInt(parameters, self.MAX_LENGTH, context),
-                device=self.parameterAsString(parameters, self.DEVICE, context).strip() or "auto",
+                device=self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto",
                 max_invalid_fraction=self.parameterAsDouble(parameters, self.NODATA_THRESHOLD,
                                                             context),
                 # Processing replaces outputs by convention; resume keeps what is there.
                 overwrite=not resume, resume=resume, **options)
             with engine_log_to(reporter):
-                result = captioning.caption_raster(params, reporter, reporter.cancelled)
+                result = engine.caption_raster(params, reporter, reporter.cancelled)
 
         for note in result.notes:
             reporter.warning(note)
-        if result.stopped == "cancelled":
+        if result.stopped == CANCELLED:
             reporter.warning(tr(
                 "Cancelled: {done} tiles were captioned and kept; {left} of {total} are still to "
                 "caption. Run again with Resume (RESUME) checked to finish.").format(
@@ -202,7 +259,7 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
                 self.NODATA: result.nodata, self.TILES: result.tiles_total,
                 self.STOPPED: result.stopped}
 
-    def _area(self, parameters, context, tiling):
+    def _area(self, parameters, context):
         """The engine's area of interest from EXTENT or POLYGONS (neither: the whole raster)."""
         has_extent = parameters.get(self.EXTENT) not in (None, "")
         polygons = self.parameterAsSource(parameters, self.POLYGONS, context)
@@ -211,7 +268,7 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
                 "Give either an extent (EXTENT) or polygons (POLYGONS), not both: the tiles "
                 "cover one area."))
         if polygons is not None:
-            return self._polygon_area(polygons, tiling)
+            return self._polygon_area(polygons)
         if has_extent:
             extent = self.parameterAsExtent(parameters, self.EXTENT, context)
             crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
@@ -221,11 +278,11 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
                 raise QgsProcessingException(tr(
                     "Extent: {value!r} is not a rectangle with an area; give "
                     "xmin,xmax,ymin,ymax [CRS].").format(value=parameters.get(self.EXTENT)))
-            return tiling.BoundingBox(extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
-                                      extent.yMaximum(), crs=crs_text(crs))
-        return tiling.WholeRaster()
+            return BoundingBox(extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
+                               extent.yMaximum(), crs=crs_text(crs))
+        return WholeRaster()
 
-    def _polygon_area(self, source, tiling):
+    def _polygon_area(self, source):
         name = source.sourceName() or "polygons"
         if not source.sourceCrs().isValid():
             raise QgsProcessingException(tr(
@@ -245,8 +302,8 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
             raise QgsProcessingException(tr(
                 "Polygons layer '{name}' gives no polygon (with 'Selected features only', select "
                 "some features first).").format(name=name))
-        return tiling.PolygonArea(geometries=tuple(wkts), crs=crs_text(source.sourceCrs()),
-                                  source=f"polygons layer '{name}'")
+        return PolygonArea(geometries=tuple(wkts), crs=crs_text(source.sourceCrs()),
+                           source=f"polygons layer '{name}'")
 
     def _output(self, parameters, context):
         """(GeoPackage path, layer name) for OUTPUT."""
@@ -255,7 +312,7 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
             # Only where a caller bypasses the parameter's no-memory-layer setting.
             destination = QgsProcessingUtils.generateTempFilename("captions.gpkg")
         path, layer = split_ogr_destination(destination)
-        return path, layer or DEFAULT_LAYER
+        return path, layer or DEFAULT("layer")
 
 
 def gdal_path(source: str) -> str:
@@ -301,7 +358,7 @@ class CaptionsLayerStyler(QgsProcessingLayerPostProcessorInterface):
         cls._alive.append(styler)
         return styler
 
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API name)
+    def postProcessLayer(self, layer, context, feedback):
         from ..layers import CAPTIONS_PROPERTY, LayerError, apply_style
 
         layer.setCustomProperty(CAPTIONS_PROPERTY, "1")

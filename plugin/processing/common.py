@@ -7,42 +7,47 @@ Python + torch + GDAL and never touches the project, layers or widgets. Layer ob
 only in ``prepareAlgorithm`` (QGIS calls it in the main thread) or through Processing's own
 thread-safe feature sources; ``processAlgorithm`` hands the engine file paths and numbers.
 
-Importing this module stays cheap (Qt and QGIS only): torch is imported by the engine modules,
-which the algorithms import inside ``processAlgorithm``.
+Importing this module stays cheap: the engine's public surface imports no torch; its jobs
+import it when they run. :func:`import_engine` is where an algorithm asks for the engine, and
+where a missing torch becomes a message that says what to install.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
-from qgis.core import (QgsDataSourceUri, QgsProcessingAlgorithm,
-                       QgsProcessingException, QgsProcessingParameterDefinition)
-from qgis.PyQt.QtCore import QCoreApplication
+from qgis.core import (
+    QgsDataSourceUri,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingParameterDefinition,
+    QgsProviderRegistry,
+)
 from qgis.PyQt.QtGui import QIcon
 
-from ... import model as engine_package
+from ... import model as engine
+from ...model import MODEL_SUFFIX, MapScribeError, ProgressUpdate
+from ..deps.packages import CAPTIONING
+from ..engine_gate import missing_package_of, missing_packages
+from ..progress_text import stage_title
+from ..ui import log_bug, tr
 
 # plugin/processing/common.py -> the plugin root, whatever the folder is called on disk.
 PLUGIN_ROOT = Path(__file__).resolve().parents[2]
 ICON_PATH = PLUGIN_ROOT / "resources" / "icon.svg"
-DEFAULT_MODEL_PATH = PLUGIN_ROOT / "resources" / "default.mscap"
-MODEL_FILE_FILTER = "MapScribe model (*.mscap);;All files (*.*)"
+DEFAULT_MODEL_PATH = PLUGIN_ROOT / "resources" / f"default{MODEL_SUFFIX}"
+MODEL_FILE_FILTER = f"MapScribe model (*{MODEL_SUFFIX});;All files (*.*)"
 
 GROUP_CAPTIONING = ("captioning", "Captioning")
 GROUP_TRAINING = ("training", "Training and evaluation")
 
 # The engine's package ("mapscribe.model" when installed; under the folder's own name when QGIS
 # loads the plugin from a differently named folder). Its modules log under this name too.
-ENGINE_PACKAGE = engine_package.__name__
-
-
-def tr(text: str) -> str:
-    return QCoreApplication.translate("MapScribeProcessing", text)
+ENGINE_PACKAGE = engine.__name__
 
 
 def default_model() -> Optional[str]:
@@ -52,7 +57,7 @@ def default_model() -> Optional[str]:
 
 def advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
     """Put ``parameter`` in the dialog's collapsed "Advanced parameters" section."""
-    parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
     return parameter
 
 
@@ -66,115 +71,114 @@ class MapScribeAlgorithm(QgsProcessingAlgorithm):
     HELP = ""
     TAGS = ""
 
-    def createInstance(self):  # noqa: N802 (QGIS API name)
+    def createInstance(self):
         return type(self)()
 
     def name(self) -> str:
         return self.NAME
 
-    def displayName(self) -> str:  # noqa: N802
+    def displayName(self) -> str:
         return tr(self.DISPLAY_NAME)
 
     def group(self) -> str:
         return tr(self.GROUP[1])
 
-    def groupId(self) -> str:  # noqa: N802
+    def groupId(self) -> str:
         return self.GROUP[0]
 
     def tags(self):
         return [tag.strip() for tag in tr(self.TAGS).split(",") if tag.strip()]
 
-    def shortHelpString(self) -> str:  # noqa: N802
+    def shortHelpString(self) -> str:
         return tr(self.HELP)
 
     def icon(self) -> QIcon:
         return QIcon(str(ICON_PATH))
 
-    def svgIconPath(self) -> str:  # noqa: N802
+    def svgIconPath(self) -> str:
         return str(ICON_PATH)
 
     def flags(self):
         # Runs in a background thread (see the module docstring), can be cancelled, and works in
         # batch mode and in models. No FlagNoThreading: the engine touches no QGIS object.
-        return QgsProcessingAlgorithm.FlagSupportsBatch | QgsProcessingAlgorithm.FlagCanCancel
+        return (QgsProcessingAlgorithm.Flag.FlagSupportsBatch
+                | QgsProcessingAlgorithm.Flag.FlagCanCancel)
 
 
 # --------------------------------------------------------------------------------------------
-# Importing the engine
+# The engine, and its failures
 # --------------------------------------------------------------------------------------------
-def import_engine(module: str):
-    """``model.<module>`` of this plugin, or a QgsProcessingException saying which Python
-    package is missing (torch, torchvision ...) and how to get it."""
-    try:
-        return importlib.import_module(f"{ENGINE_PACKAGE}.{module}")
-    except ImportError as error:
-        missing = getattr(error, "name", None) or str(error)
-        if missing.split(".")[0] == ENGINE_PACKAGE.split(".")[0]:
-            raise  # a fault in MapScribe itself, not a missing package: keep the traceback
-        raise QgsProcessingException(tr(
-            "MapScribe cannot run: the Python package '{missing}' cannot be imported by QGIS's "
-            "Python ({error}). MapScribe needs torch and torchvision: install them from the "
-            "MapScribe panel (it offers to), or with pip into the Python environment QGIS "
-            "uses.").format(missing=missing, error=error)) from None
+def _cannot_run(missing: str, why: str) -> QgsProcessingException:
+    return QgsProcessingException(tr(
+        "MapScribe cannot run: the Python package {missing} cannot be imported by QGIS's Python "
+        "({why}). MapScribe captions with onnxruntime (about 30 MB) or torch, and trains with "
+        "torch and torchvision: install them from the MapScribe panel (it offers to), or with "
+        "pip into the Python environment QGIS uses.").format(missing=missing, why=why))
+
+
+def import_engine(purpose: str = CAPTIONING):
+    """The engine's public surface (``mapscribe.model``), once the runtime packages of
+    ``purpose`` (captioning: ONNX Runtime or torch, and rasterio; training: torch) are there;
+    a QgsProcessingException saying which Python package is missing and how to get it when
+    not (its jobs import the runtime when they run)."""
+    missing = missing_packages(purpose)
+    if missing:
+        raise _cannot_run(", ".join(f"'{name}'" for name in missing), tr("not installed"))
+    return engine
 
 
 @contextmanager
-def engine_errors(*errors: type) -> Iterator[None]:
-    """Engine failures in ``errors`` become a QgsProcessingException with the engine's own
-    message (which names the file, field or value and what to do), never a traceback."""
+def engine_errors(what: str) -> Iterator[None]:
+    """Around an engine job: its errors (MapScribeError: the message names the file, field or
+    value and what to do) become a QgsProcessingException with that message, never a
+    traceback; a package that cannot be imported is said so; anything else is a bug of
+    ``what``, told as one, its traceback in the MapScribe log tab."""
     try:
         yield
-    except errors as error:
+    except QgsProcessingException:
+        raise
+    except MapScribeError as error:
         raise QgsProcessingException(str(error)) from None
+    except ImportError as error:
+        missing = missing_package_of(error)
+        if missing is None:
+            raise QgsProcessingException(log_bug(what, error)) from None
+        raise _cannot_run(f"'{missing}'", str(error)) from None
+    except Exception as error:  # noqa: BLE001 - a bug: told as one, its traceback logged
+        raise QgsProcessingException(log_bug(what, error)) from None
 
 
 # --------------------------------------------------------------------------------------------
 # Progress, messages and cancelling
 # --------------------------------------------------------------------------------------------
-StageFraction = Callable[[object], Optional[float]]
-
-
-def stage_fraction(update) -> Optional[float]:
-    """The whole job's fraction done for a job of one stage: the stage's own."""
-    return update.fraction
-
-
 class FeedbackReporter:
     """The engine's ``progress`` callback, writing to a QgsProcessingFeedback.
 
-    ``fraction(update)`` maps an engine update to the whole job's fraction done (0..1), or None
-    for updates that should not move the bar. With ``monotonic`` the bar never moves back (a
-    job whose later stages restart their own counts). Messages go to the log once: the engine
-    both logs and reports some of them (e.g. each epoch's metrics), so an exact repeat of the
-    previous message (or any earlier warning) is dropped.
+    The bar follows the job's own fraction (``job_fraction``: every stage of the job takes its
+    share), else the stage's; it never moves back. The progress text says the stage in words
+    ("epoch 2/10"). Messages go to the log once: the engine both logs and reports some of them
+    (e.g. each epoch's metrics), so an exact repeat of the previous message (or any earlier
+    warning) is dropped.
     """
 
-    def __init__(self, feedback, fraction: StageFraction = stage_fraction,
-                 monotonic: bool = False) -> None:
+    def __init__(self, feedback) -> None:
         self.feedback = feedback
-        self.fraction = fraction
-        self.monotonic = monotonic
         self.stage: Optional[str] = None
         self.percent = 0.0
         self._last_message: Optional[str] = None
         self._warnings: set = set()
         self._lock = threading.Lock()
 
-    def __call__(self, update) -> None:
+    def __call__(self, update: ProgressUpdate) -> None:
         if update.message:
             self.info(update.message)
-            return
-        if update.stage != self.stage:
-            self.stage = update.stage
-            self.feedback.setProgressText(update.stage)
-        fraction = self.fraction(update)
-        if fraction is None:
-            return
-        percent = 100.0 * min(1.0, max(0.0, fraction))
-        if self.monotonic:
-            percent = max(percent, self.percent)
-        self.percent = percent
-        self.feedback.setProgress(percent)
+        title = stage_title(update)
+        if title != self.stage:
+            self.stage = title
+            self.feedback.setProgressText(title)
+        fraction = update.job_fraction if update.job_fraction is not None else update.fraction
+        self.percent = max(self.percent, 100.0 * min(1.0, max(0.0, fraction)))
+        self.feedback.setProgress(self.percent)
 
     def info(self, message: str) -> None:
         with self._lock:
@@ -253,3 +257,18 @@ __all__ = ["MapScribeAlgorithm", "FeedbackReporter", "engine_log_to", "engine_er
            "import_engine", "default_model", "advanced", "split_ogr_destination",
            "tr", "DEFAULT_MODEL_PATH", "ICON_PATH", "MODEL_FILE_FILTER", "GROUP_CAPTIONING",
            "GROUP_TRAINING"]
+
+
+def captions_layer_gpkg(layer) -> Tuple[str, Optional[str]]:
+    """The GeoPackage and table of ``layer`` (a QgsVectorLayer or None), the captions layer
+    'Caption raster' wrote; a clear QgsProcessingException for anything else."""
+    if layer is None:
+        raise QgsProcessingException(tr("Captions layer: none was given (or it could not be "
+                                        "loaded)."))
+    parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
+    path = parts.get("path") or ""
+    if layer.providerType() != "ogr" or Path(path).suffix.lower() != ".gpkg":
+        raise QgsProcessingException(tr(
+            "Captions layer '{name}' ({source}) is not a GeoPackage layer: give the layer "
+            "'Caption raster' wrote.").format(name=layer.name(), source=layer.source()))
+    return path, parts.get("layerName") or None

@@ -1,21 +1,47 @@
 """Processing algorithm ``mapscribe:evaluate_captioner``: caption every image of a dataset split
 with a model (real beam-search decoding) and score the captions against the references
-(BLEU-1..4, METEOR, ROUGE-L, CIDEr-D), through the engine's ``evaluate_records``."""
+(BLEU-1..4, METEOR, ROUGE-L, CIDEr-D), through the engine's ``evaluate_model`` job (the one the
+command line runs)."""
 
 from __future__ import annotations
 
 import html
 import json
+from functools import partial
 from pathlib import Path
 
-from qgis.core import (QgsProcessingException, QgsProcessingOutputNumber,
-                       QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
-                       QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
-                       QgsProcessingParameterNumber, QgsProcessingParameterString)
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
 
-from .common import GROUP_TRAINING, MODEL_FILE_FILTER, FeedbackReporter, MapScribeAlgorithm, advanced, default_model, engine_errors, engine_log_to, import_engine, tr
+from ...model import CANCELLED, EvaluateModelParams
+from ...model import SPLITS as ENGINE_SPLITS
+from ..deps.packages import TRAINING
+from ..ui import field_default
+from .common import (
+    GROUP_TRAINING,
+    MODEL_FILE_FILTER,
+    FeedbackReporter,
+    MapScribeAlgorithm,
+    advanced,
+    default_model,
+    engine_errors,
+    engine_log_to,
+    import_engine,
+    tr,
+)
 
-SPLITS = ("test", "val", "train")  # model/data.py SPLITS, the usual choice first
+# The engine's splits, the usual choice first.
+SPLITS = ("test",) + tuple(split for split in ENGINE_SPLITS if split != "test")
+# The engine's defaults, shown in Processing's dialog (never restated here).
+DEFAULT = partial(field_default, EvaluateModelParams)
 # The engine's metric names → Processing output names (letters, digits and _ only).
 METRIC_OUTPUTS = {"BLEU-1": "BLEU_1", "BLEU-2": "BLEU_2", "BLEU-3": "BLEU_3", "BLEU-4": "BLEU_4",
                   "METEOR": "METEOR", "ROUGE-L": "ROUGE_L", "CIDEr-D": "CIDER_D"}
@@ -50,26 +76,28 @@ class EvaluateCaptionerAlgorithm(MapScribeAlgorithm):
     REPORT = "REPORT"
     IMAGES = "IMAGES"
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         number = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, tr("Model file"), QgsProcessingParameterFile.File, "", default_model(),
-            False, MODEL_FILE_FILTER))
+            self.MODEL, tr("Model file"), QgsProcessingParameterFile.Behavior.File, "",
+            default_model(), False, MODEL_FILE_FILTER))
         self.addParameter(QgsProcessingParameterFile(
             self.DATASET, tr("Dataset folder (images/ + annotations.json)"),
-            QgsProcessingParameterFile.Folder))
+            QgsProcessingParameterFile.Behavior.Folder))
         self.addParameter(QgsProcessingParameterEnum(
-            self.SPLIT, tr("Split"), list(SPLITS), False, "test", False,
+            self.SPLIT, tr("Split"), list(SPLITS), False, DEFAULT("split"), False,
             usesStaticStrings=True))
-        self.addParameter(number(self.BEAM, tr("Beam width"), number.Integer, 3, False, 1, 20))
+        self.addParameter(number(self.BEAM, tr("Beam width"), number.Integer, DEFAULT("beam_size"),
+                                 False, 1, 20))
         self.addParameter(advanced(number(self.MAX_LENGTH, tr("Longest caption, in words"),
-                                          number.Integer, 20, False, 2, 100)))
+                                          number.Integer, DEFAULT("max_length"), False, 2,
+                                          100)))
         self.addParameter(advanced(number(self.BATCH_SIZE, tr("Batch size (images at once)"),
-                                          number.Integer, 32, False, 1)))
+                                          number.Integer, DEFAULT("batch_size"), False, 1)))
         self.addParameter(advanced(QgsProcessingParameterBoolean(
-            self.COMPUTE_METEOR, tr("Compute METEOR (needs Java)"), True)))
+            self.COMPUTE_METEOR, tr("Compute METEOR (needs Java)"), DEFAULT("meteor"))))
         self.addParameter(advanced(QgsProcessingParameterString(
-            self.DEVICE, tr("Device (auto, cpu, cuda, cuda:N, mps)"), "auto")))
+            self.DEVICE, tr("Device (auto, cpu, cuda, cuda:N, mps)"), DEFAULT("device"))))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT, tr("Metrics and predictions (JSON)"), tr("JSON (*.json)"), None, True,
             False))
@@ -79,70 +107,57 @@ class EvaluateCaptionerAlgorithm(MapScribeAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(name, name.replace("_", "-")))
         self.addOutput(QgsProcessingOutputNumber(self.IMAGES, tr("Images evaluated")))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        data = import_engine("data.folder")
-        decoding = import_engine("nn.beam_search")
-        device = import_engine("nn.device")
-        evaluation = import_engine("evaluation.evaluate")
-        modelfile = import_engine("modelfile.weights")
-        progress = import_engine("progress")
-
+    def processAlgorithm(self, parameters, context, feedback):
+        engine = import_engine(TRAINING)
         model_path = self.parameterAsFile(parameters, self.MODEL, context)
-        folder = self.parameterAsFile(parameters, self.DATASET, context)
-        split = self.parameterAsEnumString(parameters, self.SPLIT, context)
-        beam = self.parameterAsInt(parameters, self.BEAM, context)
         if not model_path:
             raise QgsProcessingException(tr("Model file: none given, and the bundled model is "
                                             "not installed. Give a .mscap file."))
         reporter = FeedbackReporter(feedback)
-        errors = (modelfile.ModelFileError, data.DatasetError, device.DeviceError, ValueError)
-        with engine_errors(*errors), engine_log_to(reporter):
-            captioner = modelfile.load_model(model_path, device.resolve_device(
-                self.parameterAsString(parameters, self.DEVICE, context)))
-            records = data.read_caption_folder(folder).split(split)
-            if not records:
-                raise QgsProcessingException(tr(
-                    "Dataset folder {folder} has no images in the {split} split: choose another "
-                    "split.").format(folder=folder, split=split))
-            feedback.pushInfo(tr("Captioning the {count} images of the {split} split of "
-                                 "{folder} with beam {beam}…").format(
-                count=len(records), split=split, folder=folder, beam=beam))
-            try:
-                result = evaluation.evaluate_records(
-                    captioner, records, decoding.DecodingParams(
-                        beam_size=beam,
-                        max_length=self.parameterAsInt(parameters, self.MAX_LENGTH, context)),
-                    meteor=self.parameterAsBoolean(parameters, self.COMPUTE_METEOR, context),
-                    batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
-                    progress=reporter, cancelled=reporter.cancelled)
-            except progress.Cancelled:
-                raise QgsProcessingException(tr("Evaluation cancelled.")) from None
+        with engine_errors(tr("Evaluate captioner")), engine_log_to(reporter):
+            params = EvaluateModelParams(
+                model=model_path, dataset=self.parameterAsFile(parameters, self.DATASET, context),
+                split=self.parameterAsEnumString(parameters, self.SPLIT, context),
+                beam_size=self.parameterAsInt(parameters, self.BEAM, context),
+                max_length=self.parameterAsInt(parameters, self.MAX_LENGTH, context),
+                batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+                meteor=self.parameterAsBoolean(parameters, self.COMPUTE_METEOR, context),
+                device=self.parameterAsString(parameters, self.DEVICE, context).strip()
+                or DEFAULT("device"))
+            feedback.pushInfo(tr("Captioning the images of the {split} split of {folder} with "
+                                 "beam {beam}…").format(split=params.split, folder=params.dataset,
+                                                       beam=params.beam_size))
+            result = engine.evaluate_model(params, reporter, reporter.cancelled)
+        if result.stopped == CANCELLED:
+            raise QgsProcessingException(tr("Evaluation cancelled."))
 
-        scores = result.scores
-        metrics = scores.as_dict()
-        for line in metric_table(split, metrics):
+        for line in metric_table(params.split, result.metrics):
             feedback.pushInfo(line)
-        if scores.meteor is None and scores.meteor_unavailable_reason:
-            feedback.pushInfo(scores.meteor_unavailable_reason)
-        summary = {"model": model_path, "dataset": folder, "split": split,
-                   "images": scores.images, "beam": beam, "metrics": metrics,
-                   "meteor_unavailable_reason": scores.meteor_unavailable_reason,
-                   "predictions": [{"filename": name, "caption": caption.text,
-                                    "score": caption.score,
-                                    "references": result.references[name]}
-                                   for name, caption in result.predictions.items()]}
-        outputs = {METRIC_OUTPUTS[name]: value for name, value in metrics.items()}
-        outputs[self.IMAGES] = scores.images
-        atomic = import_engine("atomic")
+        if result.metrics.get("METEOR") is None and result.meteor_unavailable_reason:
+            feedback.pushInfo(result.meteor_unavailable_reason)
+        summary = result.summary(params)
+        summary["predictions"] = [{"filename": p.filename, "caption": p.caption,
+                                   "score": p.score, "references": p.references}
+                                  for p in result.predictions]
+        outputs = {METRIC_OUTPUTS[name]: value for name, value in result.metrics.items()
+                   if name in METRIC_OUTPUTS}
+        outputs[self.IMAGES] = result.images
         json_path = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         if json_path:
-            atomic.write_text_atomic(Path(json_path), json.dumps(summary, indent=1))
+            _write_text(Path(json_path), json.dumps(summary, indent=1))
             outputs[self.OUTPUT] = json_path
         report_path = self.parameterAsFileOutput(parameters, self.REPORT, context)
         if report_path:
-            atomic.write_text_atomic(Path(report_path), evaluation_html(summary))
+            _write_text(Path(report_path), evaluation_html(summary))
             outputs[self.REPORT] = report_path
         return outputs
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` whole or not at all (a reader never sees half a file)."""
+    partial_path = path.with_name(path.name + ".part")
+    partial_path.write_text(text, encoding="utf-8")
+    partial_path.replace(path)
 
 
 def metric_table(split: str, metrics) -> list:

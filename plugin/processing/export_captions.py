@@ -5,13 +5,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
-                       QgsProcessingParameterEnum, QgsProcessingParameterFileDestination,
-                       QgsProcessingParameterVectorLayer, QgsProviderRegistry)
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterVectorLayer,
+)
 
-from .common import GROUP_CAPTIONING, FeedbackReporter, MapScribeAlgorithm, engine_errors, engine_log_to, import_engine, tr
+from ...model import export_captions, format_from_suffix
+from .common import (
+    GROUP_CAPTIONING,
+    FeedbackReporter,
+    MapScribeAlgorithm,
+    captions_layer_gpkg,
+    engine_errors,
+    engine_log_to,
+    tr,
+)
 
-# model/export.py EXPORT_FORMATS, in the order shown, with the suffix a temporary file gets.
+# The engine's EXPORT_FORMATS, in the order shown, with the suffix a temporary file gets.
 FORMAT_SUFFIXES = {"html": ".html", "geojson": ".geojson", "csv": ".csv"}
 
 
@@ -40,10 +54,10 @@ class ExportCaptionsAlgorithm(MapScribeAlgorithm):
         self._gpkg = ""
         self._layer = None
 
-    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+    def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterVectorLayer(
             self.INPUT, tr("Captions layer (written by Caption raster)"),
-            [QgsProcessing.TypeVectorPolygon]))
+            [QgsProcessing.SourceType.TypeVectorPolygon]))
         self.addParameter(QgsProcessingParameterEnum(
             self.FORMAT, tr("Format"), list(FORMAT_SUFFIXES), False, "html", False,
             usesStaticStrings=True))
@@ -53,31 +67,21 @@ class ExportCaptionsAlgorithm(MapScribeAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.TILES, tr("Tiles exported")))
 
     # -- main thread -------------------------------------------------------------------------
-    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def prepareAlgorithm(self, parameters, context, feedback):
         layer = self.parameterAsVectorLayer(parameters, self.INPUT, context)
-        if layer is None:
-            raise QgsProcessingException(tr("Captions layer: none was given (or it could not be "
-                                            "loaded)."))
-        parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
-        path = parts.get("path") or ""
-        if layer.providerType() != "ogr" or Path(path).suffix.lower() != ".gpkg":
-            raise QgsProcessingException(tr(
-                "Captions layer '{name}' ({source}) is not a GeoPackage layer: give the layer "
-                "'Caption raster' wrote.").format(name=layer.name(), source=layer.source()))
-        self._gpkg = path
-        self._layer = parts.get("layerName") or None
+        self._gpkg, self._layer = captions_layer_gpkg(layer)
         return True
 
     # -- any thread --------------------------------------------------------------------------
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        export = import_engine("output.exports")
+    def processAlgorithm(self, parameters, context, feedback):
+        # Exporting needs no torch: no import_engine() gate here.
         fmt = self.parameterAsEnumString(parameters, self.FORMAT, context)
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
-        out = self._fit_suffix(out, fmt, export.format_from_suffix(out),
+        out = self._fit_suffix(out, fmt, format_from_suffix(out),
                                _is_temporary(parameters.get(self.OUTPUT)))
         reporter = FeedbackReporter(feedback)
-        with engine_errors(export.ExportError), engine_log_to(reporter):
-            result = export.export_captions(self._gpkg, fmt, out, layer=self._layer)
+        with engine_errors(tr("Export captions")), engine_log_to(reporter):
+            result = export_captions(self._gpkg, fmt, out, layer=self._layer)
         feedback.setProgress(100)
         feedback.pushInfo(tr("Wrote {tiles} tiles as {fmt} to {path}").format(
             tiles=result.tiles, fmt=fmt, path=result.path))

@@ -16,13 +16,12 @@ import time
 
 import torch
 
-from common import TEST_DATA, SHARED_DATA, record, require
-
-from mapscribe.model.data.folder import read_caption_folder
-from mapscribe.model.nn.beam_search import DecodingParams, beam_search
+from common import SHARED_DATA, TEST_DATA, record, require
 from mapscribe.model.data.features import encode_records
+from mapscribe.model.data.folder import read_caption_folder
 from mapscribe.model.modelfile.weights import load_model
-
+from mapscribe.model.nn.beam_search import beam_search
+from mapscribe.model.nn.config import DecodingParams
 from reference_beam import reference_beam_search
 
 

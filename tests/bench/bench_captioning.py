@@ -62,7 +62,7 @@ raster, model, out, tile, device = sys.argv[1:6]
 # Warm up: torch, the engine and the model loaded once, so the baseline holds what every run
 # needs whatever the raster; what the run adds on top is the pipeline's working memory.
 from mapscribe.model.jobs.caption import CaptionRasterParams, caption_raster
-from mapscribe.model.modelfile import load_model
+from mapscribe.model.modelfile.weights import load_model
 load_model(model, device)
 baseline = rss_mb()
 peak = [baseline]
@@ -85,7 +85,8 @@ print(json.dumps({"tiles": result.tiles_total, "captioned": result.captioned,
                   "seconds": time.perf_counter() - started,
                   "baseline_rss_mb": baseline, "peak_rss_mb": peak[0],
                   "run_added_mb": peak[0] - baseline,
-                  "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "process_peak_rss_mb":
+                      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -100,13 +101,13 @@ def upper_bounds(raster: Path, model: Path, tile: int, device: str) -> dict:
     import rasterio
     import torch
 
-    from mapscribe.model.nn.beam_search import DecodingParams
-    from mapscribe.model.modelfile.weights import load_model
+    from mapscribe.model.geo.areas import WholeRaster
+    from mapscribe.model.geo.raster_info import RasterInfo
     from mapscribe.model.geo.read_plan import ReadParams, prepare_reading
     from mapscribe.model.geo.reader import read_tile
-    from mapscribe.model.geo.raster_info import RasterInfo
     from mapscribe.model.geo.tiling import TileGridParams, plan_tiles
-    from mapscribe.model.geo.areas import WholeRaster
+    from mapscribe.model.modelfile.weights import load_model
+    from mapscribe.model.nn.config import DecodingParams
 
     grid = plan_tiles(RasterInfo.from_path(raster), WholeRaster(),
                       TileGridParams(tile_size=tile, tile_size_unit="pixels"))

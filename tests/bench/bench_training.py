@@ -13,7 +13,6 @@ import time
 import torch
 
 from common import SHARED_DATA, record, require
-
 from mapscribe.model.api import ImageCaptioner, prepare_data
 
 DECODER = dict(embed_size=256, hidden_size=512, attention_size=256, context_size=512,

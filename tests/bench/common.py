@@ -12,7 +12,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "model")]
 
-from conftest import SHARED_DATA, TEST_DATA  # noqa: E402
+from locations import SHARED_DATA, TEST_DATA  # noqa: E402 - found through the line above
+
+__all__ = ["REPO", "RESULTS", "SHARED_DATA", "TEST_DATA", "machine", "record", "require"]
 
 RESULTS = REPO / "tests" / "bench" / "results"
 

@@ -96,9 +96,9 @@ def qgis_environment(tmp_path: Path, result_path: Path, shots: Path, watchdog_ms
     return env
 
 
-def qgis_command(profiles: Path, startup_script: Path) -> list[str]:
+def qgis_command(profiles: Path, startup_script: Path, screen: str = SCREEN) -> list[str]:
     """The QGIS desktop on a fresh Xvfb display, running startup_script once its window is up."""
-    return ["xvfb-run", "-a", "-s", SCREEN, "qgis", "--nologo", "--noversioncheck",
+    return ["xvfb-run", "-a", "-s", screen, "qgis", "--nologo", "--noversioncheck",
             "--profiles-path", str(profiles), "--code", str(startup_script)]
 
 
@@ -159,7 +159,8 @@ class DesktopRun:
 
 def run_desktop(startup_script: Path, *, tmp_path: Path, artifacts_dir: Path, name: str,
                 profiles: Path, timeout_s: int, watchdog_margin_s: int = 20,
-                venv_python: bool = True, variables: dict | None = None) -> DesktopRun:
+                venv_python: bool = True, variables: dict | None = None,
+                screen: tuple[int, int] = (1600, 1000)) -> DesktopRun:
     """Start QGIS on startup_script and require that it finished cleanly: a result written,
     no Python error dialog, no error recorded, every step done and exit code 0.
 
@@ -172,8 +173,10 @@ def run_desktop(startup_script: Path, *, tmp_path: Path, artifacts_dir: Path, na
     result_path = tmp_path / "result.json"
     env = qgis_environment(tmp_path, result_path, artifacts_dir,
                            (timeout_s - watchdog_margin_s) * 1000, venv_python=venv_python,
+                           MAPSCRIBE_E2E_WINDOW=f"{screen[0]}x{screen[1]}",
                            **(variables or {}))
-    run = run_qgis(qgis_command(profiles, startup_script), env, timeout_s)
+    run = run_qgis(qgis_command(profiles, startup_script,
+                                f"-screen 0 {screen[0]}x{screen[1]}x24"), env, timeout_s)
     (artifacts_dir / f"{name}-qgis-output.txt").write_text(run.output)
     recorded = result_path.read_text() if result_path.exists() else None
     (artifacts_dir / f"{name}-result.json").write_text(recorded or "(no result file)")

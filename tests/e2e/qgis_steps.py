@@ -12,7 +12,8 @@ Steps run QTimer ticks apart, so QGIS's event loop really runs between them (pai
 signals, the deleteLater() of what a plugin's unload() removed).
 
 Inputs (environment, set by desktop.qgis_environment): MAPSCRIBE_E2E_RESULT (the JSON file),
-MAPSCRIBE_E2E_SHOTS (the screenshots' folder), MAPSCRIBE_E2E_WATCHDOG_MS.
+MAPSCRIBE_E2E_SHOTS (the screenshots' folder), MAPSCRIBE_E2E_WATCHDOG_MS, MAPSCRIBE_E2E_WINDOW
+(the screen's and the main window's size, e.g. 1366x768).
 """
 
 import json
@@ -30,6 +31,7 @@ from qgis.utils import iface
 RESULT_PATH = Path(os.environ["MAPSCRIBE_E2E_RESULT"])
 SHOTS = Path(os.environ["MAPSCRIBE_E2E_SHOTS"])
 WATCHDOG_MS = int(os.environ["MAPSCRIBE_E2E_WATCHDOG_MS"])
+WINDOW = os.environ.get("MAPSCRIBE_E2E_WINDOW", "1600x1000")  # the screen, and the main window
 FIRST_STEP_MS = 1000  # after the main window is up, before the first step
 STEP_MS = 300  # between a step and the next
 POLL_MS = 200  # between two looks at what a Wait waits for
@@ -71,7 +73,7 @@ def _attempt(what: str, action: Callable[[], object]) -> bool:
     """Run action; an exception is written down and ends the run, so QGIS still exits."""
     try:
         action()
-    except Exception:
+    except Exception:  # noqa: BLE001 - written down for the test, and QGIS still exits
         result["errors"].append(f"{what}: {traceback.format_exc()}")
         finish(STEP_RAISED)
         return False
@@ -100,7 +102,7 @@ def wait_then(condition: Callable[[], bool], then: Callable[[], object],
             return
         try:
             ready, state["raised"] = bool(condition()), None
-        except Exception:
+        except Exception:  # noqa: BLE001 - kept, and said if the wait times out
             ready, state["raised"] = False, traceback.format_exc()
         if ready:
             then()
@@ -157,6 +159,7 @@ def run_steps(steps: list) -> None:
     STEP_MS after the one before ends; all done, "finished" is recorded and QGIS exits with 0.
     A step may end the run itself with finish(code)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    iface.mainWindow().resize(1600, 1000)
+    width, height = (int(v) for v in WINDOW.split("x"))
+    iface.mainWindow().resize(width, height)
     QTimer.singleShot(WATCHDOG_MS, _watchdog)
     QTimer.singleShot(FIRST_STEP_MS, lambda: _run(steps, 0))

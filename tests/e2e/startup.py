@@ -12,11 +12,12 @@ import sys
 # QGIS runs this file with exec(), without __file__: the test names this folder.
 sys.path.insert(0, os.environ["MAPSCRIBE_E2E_DIR"])
 
-import qgis.utils  # noqa: E402
-from qgis.core import QgsApplication  # noqa: E402
-from qgis.PyQt.QtWidgets import QAction, QDockWidget, QMenu, QToolBar  # noqa: E402
-from qgis.utils import iface  # noqa: E402
-from qgis_steps import SHOTS, checks, run_steps  # noqa: E402
+import qgis.utils
+from qgis.core import QgsApplication
+from qgis.PyQt.QtWidgets import QAction, QDockWidget, QMenu, QToolBar
+from qgis.utils import iface
+
+from qgis_steps import SHOTS, checks, run_steps
 
 PLUGIN = "mapscribe"
 

@@ -44,10 +44,14 @@ def test_plugin_in_the_real_desktop(tmp_path, artifacts_dir):
     assert at_start["raster_menu_entries"] == ["mapscribeAction", "mapscribeTrainAction"], \
         "Raster > MapScribe" + context
     assert at_start["docks_visible"] == 0, "the dock must start closed" + context
-    assert checks["after_click"]["docks_visible"] == 1, "the toolbar button did not open the dock" + context
-    assert checks["action_checked_after_click"], "the action is not checked with the dock open" + context
-    assert checks["after_second_click"]["docks_visible"] == 0, "a second click did not close it" + context
-    assert checks["after_menu"]["docks_visible"] == 1, "the Raster-menu entry did not open it" + context
+    assert checks["after_click"]["docks_visible"] == 1, (
+        "the toolbar button did not open the dock" + context)
+    assert checks["action_checked_after_click"], (
+        "the action is not checked with the dock open" + context)
+    assert checks["after_second_click"]["docks_visible"] == 0, (
+        "a second click did not close it" + context)
+    assert checks["after_menu"]["docks_visible"] == 1, (
+        "the Raster-menu entry did not open it" + context)
 
     assert checks["unloaded"] == [True, True], "qgis.utils.unloadPlugin failed" + context
     nothing = {"actions": 0, "actions_titled_MapScribe": 0, "toolbars": 0, "toolbars_shown": 0,
@@ -55,10 +59,13 @@ def test_plugin_in_the_real_desktop(tmp_path, artifacts_dir):
                "raster_menu_entries": [], "provider": False, "active": False,
                "module_loaded": False}
     assert checks["after_unload"] == [nothing, nothing], "unload left something behind" + context
-    assert checks["loaded"] == [[True, True], [True, True]], "loadPlugin/startPlugin failed" + context
+    assert checks["loaded"] == [[True, True], [True, True]], (
+        "loadPlugin/startPlugin failed" + context)
     # After each reload exactly what there was at start: one of each, nothing doubled.
-    assert checks["after_reload"] == [at_start, at_start], "a reload differs from the first load" + context
-    assert checks["final"]["docks_visible"] == 1, "the reloaded plugin's dock does not open" + context
+    assert checks["after_reload"] == [at_start, at_start], (
+        "a reload differs from the first load" + context)
+    assert checks["final"]["docks_visible"] == 1, (
+        "the reloaded plugin's dock does not open" + context)
 
     assert run.python_problems(mapscribe_warnings=True) == [], (
         "Python errors/warnings in QGIS's message log" + context)

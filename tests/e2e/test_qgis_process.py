@@ -136,15 +136,16 @@ def test_train_captioner_two_epochs(qgis_process, tmp_path):
     assert results["OUTPUT"] == str(out) and results["STOPPED"] == "completed"
     assert results["BEST_EPOCH"] in (1, 2) and results["VAL_CIDER_D"] is not None
     assert results["TEST_CIDER_D"] is None  # EVALUATE_TEST=false
+    # One line per epoch (the engine's EpochEnded, said once though it is logged and reported).
     epochs = [line for line in done["log"]["info"] if line.startswith("epoch ")]
-    assert [line.split(",")[0] for line in epochs] == ["epoch 1", "epoch 2"]
+    assert [line.split(",")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
 
-    from mapscribe.model.modelfile.header import read_header
+    from mapscribe.model import checkpoint_path_for, read_header
 
     header = read_header(out)
     assert header.config.backbone == "efficientnet_lite0"
     assert header.config.decoder.embed_size == 16 and header.config.decoder.hidden_size == 32
-    assert not Path(f"{out}.checkpoint.pt").exists()  # a finished run leaves no checkpoint
+    assert not checkpoint_path_for(out).exists()  # a finished run leaves no checkpoint
 
 
 def test_bad_input_fails_with_a_clear_message(qgis_process, tmp_path):
@@ -154,3 +155,21 @@ def test_bad_input_fails_with_a_clear_message(qgis_process, tmp_path):
     assert "README.md: not a MapScribe model file" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert not (tmp_path / "out.gpkg").exists()
+
+
+def test_caption_raster_without_model_takes_the_default_model(qgis_process, tmp_path):
+    """MODEL left out: the bundled default model (QGIS 3.22's qgis_process refused this with
+    "mandatory parameters were not specified: MODEL"). Bands and device are enums."""
+    out = tmp_path / "default.gpkg"
+    done = qgis_process.run("caption_raster", INPUT=RGB_BYTE, TILE_SIZE=400,
+                            TILE_SIZE_UNIT="pixels", BEAM=1, BANDS="3/2/1", DEVICE="cpu",
+                            OUTPUT=out)
+    results = done["results"]
+    assert results["TILES"] == 4 and results["STOPPED"] == "completed"
+    assert results["CAPTIONED"] >= 1
+    from mapscribe.model import read_caption_layer_info
+
+    run = read_caption_layer_info(out, "captions").run
+    assert Path(run["model"]["path"]).name == "default.mscap", run["model"]
+    bad = qgis_process.run_raw("caption_raster", INPUT=RGB_BYTE, DEVICE="tpu", OUTPUT=out)
+    assert bad.returncode != 0 and "DEVICE" in bad.stdout + bad.stderr

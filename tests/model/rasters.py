@@ -11,9 +11,10 @@ from affine import Affine
 from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 
-REPO = Path(__file__).resolve().parents[2]
-RGB_BYTE = REPO / "tests" / "data" / "RGB.byte.tif"  # EPSG:32618, 791x718, 300 m, nodata 0
-NAIP = REPO / "tests" / "data" / "naip_m_4709963_se_14_1_20200831_5m.tif"  # EPSG:26914, 4 bands
+from locations import TEST_DATA
+
+RGB_BYTE = TEST_DATA / "RGB.byte.tif"  # EPSG:32618, 791x718, 300 m, nodata 0
+NAIP = TEST_DATA / "naip_m_4709963_se_14_1_20200831_5m.tif"  # EPSG:26914, 4 bands
 
 # A UTM 18N origin and 10 m pixels: a plausible place for generated rasters.
 DEFAULT_TRANSFORM = from_origin(500_000.0, 4_000_000.0, 10.0, 10.0)

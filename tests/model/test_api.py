@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import numpy as np
@@ -9,13 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
+from locations import TEST_DATA
 from mapscribe.model.api import ImageCaptioner, prepare_data
 from mapscribe.model.data.records import DatasetError
-from mapscribe.model.nn.decoder import AttentionDecoder
 from mapscribe.model.nn.config import DecoderParams
-from mapscribe.model.nn.device import DeviceError, resolve_device
-
-from conftest import TEST_DATA
+from mapscribe.model.nn.decoder import AttentionDecoder
+from mapscribe.model.nn.device import resolve_device
+from mapscribe.model.nn.device_choice import DeviceError
 
 SAMPLE = TEST_DATA / "ucm-sample"
 SMALL = dict(embed_size=16, hidden_size=32, attention_size=16, context_size=32, dropout=0.0)
@@ -165,10 +166,18 @@ def test_training_with_teacher_forcing_below_one(data):
     torch.manual_seed(0)
     captioner = ImageCaptioner(data, backbone="efficientnet_lite0",
                                decoder_params=dict(SMALL, teacher_forcing=0.5))
-    result = captioner.fit(epochs=2, lr=3e-3, feature_variants=1, early_stopping=False)
-    assert len(result.history) == 2 and result.history[-1].train_loss < 10
+    result = captioner.fit(epochs=3, lr=2e-2, feature_variants=1, early_stopping=False)
+    assert len(result.history) == 3
+    # An untrained decoder guesses about uniformly: log(vocabulary size) per word (4.23 here).
+    # Trained, even on its own words half of the time, it must do clearly better (3.7 here)
+    # and better with every epoch.
+    guessing = math.log(len(data.vocabulary))
+    losses = [epoch.train_loss for epoch in result.history]
+    assert losses[-1] < guessing - 0.3, f"train loss {losses} vs {guessing:.2f} for guessing"
+    assert losses == sorted(losses, reverse=True) and losses[-1] < losses[0] - 0.3, losses
 
 
+@pytest.mark.slow
 def test_fine_tuning_trains_the_encoder_but_keeps_its_batch_norm_statistics(data):
     torch.manual_seed(0)
     captioner = ImageCaptioner(data, backbone="efficientnet_lite0", decoder_params=SMALL,

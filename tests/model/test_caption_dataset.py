@@ -7,12 +7,17 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from mapscribe.model.data.datasets import CaptionImages, CaptionPairs, ImageInput, collate_pairs, dihedral
-from mapscribe.model.data.images import load_rgb_image
+from locations import TEST_DATA
+from mapscribe.model.data.datasets import (
+    CaptionImages,
+    CaptionPairs,
+    ImageInput,
+    collate_pairs,
+    dihedral,
+)
 from mapscribe.model.data.folder import read_caption_folder
+from mapscribe.model.data.images import load_rgb_image
 from mapscribe.model.data.text import Vocabulary
-
-from conftest import TEST_DATA
 
 
 def sample_records():

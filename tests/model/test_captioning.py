@@ -22,25 +22,25 @@ from osgeo import ogr, osr
 from rasterio.enums import ColorInterp
 from rasterio.warp import transform_bounds
 
+from mapscribe.model.geo.areas import BoundingBox, WholeRaster
+from mapscribe.model.geo.errors import RasterReadError, TilingError
+from mapscribe.model.geo.raster_info import RasterInfo
+from mapscribe.model.geo.read_plan import BandMapping
+from mapscribe.model.geo.tiling import TileGridParams, plan_tiles
+from mapscribe.model.geo.vector import read_polygon_file
 from mapscribe.model.jobs.caption import CAPTION_RASTER_ERRORS, caption_raster
 from mapscribe.model.jobs.caption_params import CaptioningError, CaptionRasterParams
-from mapscribe.model.output.schema import FIELD_NAMES, FORMAT, GridWriteError, TileRecord
-from mapscribe.model.output.plan import OutputPlan, plan_output
-from mapscribe.model.output.writer import open_grid_layer
 from mapscribe.model.modelfile.header import ModelFileError
 from mapscribe.model.modelfile.weights import load_model, save_model
-from mapscribe.model.geo.read_plan import BandMapping
-from mapscribe.model.geo.errors import RasterReadError
-from mapscribe.model.geo.areas import BoundingBox, PolygonArea, WholeRaster
-from mapscribe.model.geo.tiling import TileGridParams, plan_tiles
-from mapscribe.model.geo.raster_info import RasterInfo
-from mapscribe.model.geo.vector import read_polygon_file
-from mapscribe.model.geo.errors import TilingError
-
-try:
-    from .rasters import NAIP, RGB_BYTE, write_raster
-except ImportError:  # tests/model is not a package: pytest put this folder on sys.path
-    from rasters import NAIP, RGB_BYTE, write_raster
+from mapscribe.model.output.plan import OutputPlan, plan_output
+from mapscribe.model.output.schema import (
+    FIELD_NAMES,
+    FORMAT,
+    GridWriteError,
+    TileRecord,
+)
+from mapscribe.model.output.writer import open_grid_layer
+from rasters import NAIP, RGB_BYTE, write_raster
 
 # A box in lon/lat well inside RGB.byte.tif (Bahamas, UTM 18N), and the same box in Web Mercator.
 BOX_4326 = (-78.0, 24.0, -77.5, 24.5)
@@ -158,7 +158,9 @@ def test_layer_types_crs_and_metadata_read_back_with_ogr(landsat_run):
                      "col": ("Integer", "None"), "caption": ("String", "None"),
                      "score": ("Real", "None"), "status": ("String", "None"),
                      "valid_fraction": ("Real", "None"), "is_edge": ("Integer", "Boolean"),
-                     "model": ("String", "None"), "created": ("DateTime", "None")}
+                     "model": ("String", "None"), "created": ("DateTime", "None"),
+                     "theme": ("String", "None"), "theme_probability": ("Real", "None"),
+                     "confidence": ("Real", "None"), "reason": ("String", "None")}
     assert layer.GetGeomType() == ogr.wkbPolygon
     srs = layer.GetSpatialRef()
     assert (srs.GetAuthorityName(None), srs.GetAuthorityCode(None)) == ("EPSG", "32618")

@@ -7,20 +7,14 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from locations import MAPSCRIBE
 from mapscribe.model.cli.main import main
+from rasters import NAIP, RGB_BYTE
 
-try:
-    from .rasters import NAIP, RGB_BYTE
-except ImportError:  # tests/model is not a package: pytest put this folder on sys.path
-    from rasters import NAIP, RGB_BYTE
-
-MAPSCRIBE = str(Path(sys.executable).with_name("mapscribe"))
 BOX = ["--bbox", "-78.0", "24.0", "-77.5", "24.5", "--bbox-crs", "EPSG:4326"]
 FAST = ["--tile-size", "64", "--tile-size-unit", "pixels", "--beam", "1", "--max-length", "12",
         "--device", "cpu"]

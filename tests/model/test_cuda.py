@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from locations import TEST_DATA
 from mapscribe.model.api import ImageCaptioner, prepare_data
-from mapscribe.model.nn.beam_search import DecodingParams, beam_search
 from mapscribe.model.data.features import encode_records
 from mapscribe.model.modelfile.weights import load_model
-
-from conftest import TEST_DATA
+from mapscribe.model.nn.beam_search import beam_search
+from mapscribe.model.nn.config import DecodingParams
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="no CUDA GPU here: the CUDA tests run where one is")

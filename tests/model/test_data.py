@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mapscribe.model.data.records import DatasetError
-from mapscribe.model.data.images import load_rgb_image
+from locations import TEST_DATA
 from mapscribe.model.data.folder import read_caption_folder
+from mapscribe.model.data.images import load_rgb_image
+from mapscribe.model.data.records import DatasetError
 from mapscribe.model.data.summary import summarise
-
-from conftest import TEST_DATA
 
 SAMPLE = TEST_DATA / "ucm-sample"
 
@@ -244,8 +243,10 @@ def test_val_split_pct_is_deterministic_and_order_free(ucm_folder, tmp_path):
     for item in document["images"]:
         del item["split"]
     target = tmp_path / "nosplit"
-    target.mkdir()
-    (target / "images").symlink_to(ucm_folder / "images")
+    (target / "images").mkdir(parents=True)
+    # Links to each image (an images/ that is itself a link out of the folder is refused).
+    for image in (ucm_folder / "images").iterdir():
+        (target / "images" / image.name).symlink_to(image)
     write(target, document)
     first = read_caption_folder(target, val_split_pct=0.1, check_images="none")
     random.Random(1).shuffle(document["images"])

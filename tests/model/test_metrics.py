@@ -1,4 +1,6 @@
-"""Caption metrics against the COCO caption evaluation (pycocoevalcap) on real RSICD/UCM captions.
+"""Caption metrics against the COCO caption evaluation (pycocoevalcap) on real RSICD/UCM captions:
+the committed UCM sample (tests/data/ucm-sample, so the comparison runs on any clone) and, when
+../shared/data is there, 150 images of UCM-captions and of the RSICD subset.
 
 Both implementations are fed the same words: captions are split with MapScribe's tokeniser and
 joined with spaces, and pycocoevalcap's scorers are called directly (its PTB tokeniser is
@@ -16,44 +18,56 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from mapscribe.model.evaluation.meteor import MeteorError, MeteorScorer, find_meteor
+from locations import UCM_SAMPLE
+from mapscribe.model.data.text import tokenize
 from mapscribe.model.evaluation.bleu import corpus_bleu
 from mapscribe.model.evaluation.cider import corpus_cider_d
+from mapscribe.model.evaluation.meteor import MeteorError, MeteorScorer, find_meteor
 from mapscribe.model.evaluation.rouge import corpus_rouge_l
 from mapscribe.model.evaluation.scores import evaluate_captions, evaluate_tokenized
-from mapscribe.model.data.text import tokenize
 
 pycocoevalcap = pytest.importorskip("pycocoevalcap", reason="pycocoevalcap (a test dependency) "
                                     "is the reference implementation these tests compare with")
-from pycocoevalcap.bleu.bleu import Bleu  # noqa: E402
-from pycocoevalcap.cider.cider import Cider  # noqa: E402
-from pycocoevalcap.rouge.rouge import Rouge  # noqa: E402
+from pycocoevalcap.bleu.bleu import Bleu  # noqa: E402 - after the importorskip above
+from pycocoevalcap.cider.cider import Cider  # noqa: E402 - after the importorskip above
+from pycocoevalcap.rouge.rouge import Rouge  # noqa: E402 - after the importorskip above
 
 IMAGES_PER_DATASET = 150
-DATASETS = ("ucm", "rsicd")
+UCM_SAMPLE_IMAGES = 8
+# "sample": every image of tests/data/ucm-sample (8 images, 5 captions each), always there;
+# "ucm", "rsicd": IMAGES_PER_DATASET images of each dataset in ../shared/data.
+DATASETS = ("sample", "ucm", "rsicd")
 VARIANTS = ("first_reference", "shuffled", "truncated", "other_image")
 
 WordCorpus = Tuple[Dict[int, List[str]], Dict[int, List[List[str]]]]
 
 
 @lru_cache(maxsize=None)
-def _references(annotations: Path) -> Dict[int, Tuple[Tuple[str, ...], ...]]:
-    """Tokenised references of IMAGES_PER_DATASET images spread over the whole dataset.
+def _references(annotations: Path, count: int = IMAGES_PER_DATASET
+                ) -> Dict[int, Tuple[Tuple[str, ...], ...]]:
+    """Tokenised references of ``count`` images spread over the whole dataset.
 
     Captions without words (RSICD has a caption ".") are left out, as the data layer does.
     """
     images = json.loads(annotations.read_text(encoding="utf-8"))["images"]
-    step = max(1, len(images) // IMAGES_PER_DATASET)  # datasets are ordered by class: spread out
+    step = max(1, len(images) // count)  # datasets are ordered by class: spread out
     chosen = {}
     for image in images[::step]:
         words = [tuple(tokenize(sentence["raw"])) for sentence in image["sentences"]]
         words = tuple(w for w in words if w)
         if len(words) >= 2:
             chosen[image["imgid"]] = words
-        if len(chosen) == IMAGES_PER_DATASET:
+        if len(chosen) == count:
             break
-    assert len(chosen) == IMAGES_PER_DATASET
+    assert len(chosen) == count
     return chosen
+
+
+def _dataset_references(request, dataset: str) -> Dict[int, Tuple[Tuple[str, ...], ...]]:
+    if dataset == "sample":
+        return _references(UCM_SAMPLE / "annotations.json", UCM_SAMPLE_IMAGES)
+    folder = request.getfixturevalue(f"{dataset}_folder")
+    return _references(folder / "annotations.json")
 
 
 def _corpus(request, dataset: str, variant: str) -> WordCorpus:
@@ -63,8 +77,7 @@ def _corpus(request, dataset: str, variant: str) -> WordCorpus:
     shuffled: its words in random order; truncated: its first half (every tenth one empty);
     other_image: the first reference of the next image (a wrong caption).
     """
-    folder = request.getfixturevalue(f"{dataset}_folder")
-    everything = _references(folder / "annotations.json")
+    everything = _dataset_references(request, dataset)
     keys = list(everything)
     rng = random.Random(f"{dataset}-{variant}")
     candidates, references = {}, {}

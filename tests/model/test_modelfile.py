@@ -9,11 +9,10 @@ import struct
 import pytest
 import torch
 
+from locations import TEST_DATA
 from mapscribe.model.api import ImageCaptioner
 from mapscribe.model.modelfile.header import FORMAT_VERSION, ModelFileError, read_header
 from mapscribe.model.modelfile.weights import load_model, save_model
-
-from conftest import TEST_DATA
 
 IMAGES = sorted((TEST_DATA / "ucm-sample" / "images").iterdir())
 

@@ -12,17 +12,13 @@ from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
 from mapscribe.model.geo import read_plan as raster_reader
-from mapscribe.model.geo.read_plan import BandMapping, ReadParams, prepare_reading
-from mapscribe.model.geo.errors import RasterReadError, TileReadError
-from mapscribe.model.geo.reader import TileReader, read_tile
-from mapscribe.model.geo.raster_info import RasterInfo
-from mapscribe.model.geo.tiling import TileGridParams, TileWindow, plan_tiles
 from mapscribe.model.geo.areas import WholeRaster
-
-try:
-    from .rasters import NAIP, RGB_BYTE, write_raster
-except ImportError:  # tests/model is not a package: pytest put this folder on sys.path
-    from rasters import NAIP, RGB_BYTE, write_raster
+from mapscribe.model.geo.errors import RasterReadError, TileReadError
+from mapscribe.model.geo.raster_info import RasterInfo
+from mapscribe.model.geo.read_plan import BandMapping, ReadParams, prepare_reading
+from mapscribe.model.geo.reader import TileReader, read_tile
+from mapscribe.model.geo.tiling import TileGridParams, TileWindow, plan_tiles
+from rasters import NAIP, RGB_BYTE, write_raster
 
 
 def _grid(path, tile_pixels, overlap=0.0):
@@ -279,7 +275,7 @@ def test_reader_stops_when_the_consumer_leaves_early_and_stays_bounded():
     grid = _grid(RGB_BYTE, 16)  # 50 × 45 tiles
     params = ReadParams(output_size=16, batch_size=4, queue_depth=2)
     reader = TileReader(RGB_BYTE, grid.tiles, params)
-    for batch in reader:
+    for _batch in reader:
         time.sleep(0.2)  # the thread fills the queue meanwhile, then waits
         break
     assert not reader.is_alive

@@ -14,15 +14,11 @@ from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
 from mapscribe.model.geo.areas import BoundingBox, PolygonArea, WholeRaster
-from mapscribe.model.geo.tiling import TileGridParams, plan_tiles
-from mapscribe.model.geo.raster_info import RasterInfo
-from mapscribe.model.geo.vector import read_polygon_file
 from mapscribe.model.geo.errors import TilingError
-
-try:
-    from .rasters import NAIP, RGB_BYTE, write_raster
-except ImportError:  # tests/model is not a package: pytest put this folder on sys.path
-    from rasters import NAIP, RGB_BYTE, write_raster
+from mapscribe.model.geo.raster_info import RasterInfo
+from mapscribe.model.geo.tiling import TileGridParams, plan_tiles
+from mapscribe.model.geo.vector import read_polygon_file
+from rasters import NAIP, RGB_BYTE, write_raster
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,16 @@ import pytest
 import torch
 
 from mapscribe.model.api import ImageCaptioner, prepare_data
-from mapscribe.model.nn.beam_search import DecodingParams, beam_search
 from mapscribe.model.data.features import encode_records
 from mapscribe.model.evaluation.scores import evaluate_captions
+from mapscribe.model.nn.beam_search import beam_search
+from mapscribe.model.nn.config import DecodingParams
+from mapscribe.model.progress import Stage
 from mapscribe.model.training.checkpoints import load_checkpoint
-
 from reference_beam import reference_beam_search
+
+# Each test trains on real images for a minute or more on 2 cores: left out by make test-fast.
+pytestmark = pytest.mark.slow
 
 SMALL_DECODER = dict(embed_size=96, hidden_size=192, attention_size=96, dropout=0.0)
 
@@ -20,9 +24,9 @@ SMALL_DECODER = dict(embed_size=96, hidden_size=192, attention_size=96, dropout=
 @pytest.fixture(scope="module")
 def rsicd_subset(tmp_path_factory, request):
     """24 RSICD train images (and 6 val) of different scenes, in a folder of their own."""
-    from conftest import require_shared
-
     import json
+
+    from locations import require_shared
 
     source = require_shared("rsicd-subset")
     document = json.loads((source / "annotations.json").read_text())
@@ -66,7 +70,10 @@ def test_training_lowers_the_loss_and_overfits_the_training_images(overfit):
     scores = evaluate_captions({r.filename: c.text for r, c in zip(data.train, captions)},
                                {r.filename: [" ".join(t) for t in r.tokens]
                                 for r in data.train}, meteor=False)
-    assert scores.bleu4 >= 0.5, scores
+    # 0.5 before beam search banned stutters: a half-memorised image's "many cars are are in
+    # a parking lot lot" becomes "many cars are parked in a parking lot", but the stutters of
+    # others ("a football football field field") become other words, scored a little lower.
+    assert scores.bleu4 >= 0.45, scores
 
 
 @pytest.mark.parametrize("beam_size", [1, 3, 5])
@@ -125,7 +132,8 @@ def test_a_cancel_in_the_first_epoch_still_leaves_a_checkpoint(rsicd_subset, tmp
     updates = []
     result = captioner.fit(epochs=2, lr=1e-3, checkpoint=tmp_path / "c.pt",
                            feature_variants=1, progress=updates.append,
-                           cancelled=lambda: any(u.stage.startswith("epoch 1") for u in updates))
+                           cancelled=lambda: any(u.stage == Stage.TRAINING
+                                                 and u.values["epoch"] == 1 for u in updates))
     assert result.stopped == "cancelled" and result.history == []
     assert load_checkpoint(tmp_path / "c.pt")["epoch"] == 0
 

@@ -9,134 +9,116 @@ test_tasks.py.
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from pytest_qgis.utils import process_events, wait_until
-from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsFeature,
-                       QgsGeometry, QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer)
+from pytest_qgis.utils import process_events
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsFeature,
+    QgsGeometry,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsVectorLayer,
+)
 from qgis.PyQt.QtCore import Qt, QTimer
 from qgis.PyQt.QtTest import QTest
-from qgis.PyQt.QtWidgets import (QAbstractButton, QAbstractSpinBox, QApplication, QComboBox,
-                                 QLabel, QMessageBox, QWidget)
+from qgis.PyQt.QtWidgets import (
+    QAbstractButton,
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
+    QLabel,
+    QMessageBox,
+    QPlainTextEdit,
+    QWidget,
+)
 
+from mapscribe.model import BoundingBox, PolygonArea, WholeRaster, preview_tiles
 from mapscribe.plugin.dock import MapScribeDock
-from mapscribe.model.geo.areas import BoundingBox, PolygonArea, WholeRaster
-from mapscribe.plugin.parameters import CaptionRequest, default_output_path, engine_params
-
-REPO = Path(__file__).resolve().parents[2]
-RGB_BYTE = REPO / "tests" / "data" / "RGB.byte.tif"  # EPSG:32618, 791 × 718 px of ~300 m
-NAIP = REPO / "tests" / "data" / "naip_m_4709963_se_14_1_20200831_5m.tif"  # EPSG:26914, 5 m
-
-
-# ---------------------------------------------------------------------------------------------
-# Fixtures (test_tasks.py imports them)
-# ---------------------------------------------------------------------------------------------
-@pytest.fixture
-def project(qgis_iface):
-    """A fresh project with a saved-nowhere file name and the canvas in EPSG:32618."""
-    qgis_iface.newProject()
-    project = QgsProject.instance()
-    project.setFileName("")
-    yield project
-    qgis_iface.newProject()
-    process_events()
-
-
-_COPIES: dict = {}
-
-
-@pytest.fixture(scope="session", autouse=True)
-def raster_copies(tmp_path_factory):
-    """Copies of the test rasters: QGIS computes band statistics when it shows a raster and
-    writes them beside it (.aux.xml); tests/data must stay as committed."""
-    folder = tmp_path_factory.mktemp("rasters")
-    for source in (RGB_BYTE, NAIP):
-        copy = folder / source.name
-        shutil.copyfile(source, copy)
-        _COPIES[source] = copy
-    return _COPIES
-
-
-def add_raster(path: Path = RGB_BYTE) -> QgsRasterLayer:
-    """Add (a copy of) the raster ``path`` to the project."""
-    path = _COPIES.get(path, path)
-    layer = QgsRasterLayer(str(path), path.stem)
-    assert layer.isValid(), path
-    QgsProject.instance().addMapLayer(layer)
-    return layer
-
-
-@pytest.fixture
-def dock(qgis_iface, qgis_parent, project):
-    """The dock, floating in its own window and shown (as the user opens it), engine loaded."""
-    widget = MapScribeDock(qgis_iface, qgis_parent)
-    widget.setFloating(True)
-    widget.resize(420, 900)
-    widget.show()
-    assert wait_until(lambda: widget.engine_ready, timeout_milliseconds=20_000), (
-        widget.status.text())
-    yield widget
-    widget.shutdown()
-    widget.close()
-    widget.deleteLater()
-    process_events()
+from mapscribe.plugin.dock.output import default_output_path
+from mapscribe.plugin.dock.request import CaptionRequest, engine_params
+from plugin_helpers import (
+    NAIP,
+    REPO,
+    RGB_BYTE,
+    add_raster,
+    raster_extent_in,
+    set_canvas,
+)
 
 
 def use_model(dock: MapScribeDock, path) -> None:
     dock.select_model(str(path))
-    assert dock.header is not None, dock.model_info.text()
-
-
-def set_canvas(canvas, crs: str, extent: QgsRectangle) -> None:
-    QgsProject.instance().setCrs(QgsCoordinateReferenceSystem(crs))
-    canvas.setDestinationCrs(QgsCoordinateReferenceSystem(crs))
-    canvas.setExtent(extent)
-    canvas.refresh()
-    process_events()
-
-
-def raster_extent_in(layer: QgsRasterLayer, crs: str, shrink: float = 0.3) -> QgsRectangle:
-    """The middle of the raster (without ``shrink`` of each side), in ``crs``."""
-    transform = QgsCoordinateTransform(layer.crs(), QgsCoordinateReferenceSystem(crs),
-                                       QgsProject.instance())
-    extent = layer.extent()
-    inner = QgsRectangle(extent)
-    inner.scale(1 - 2 * shrink)
-    return transform.transformBoundingBox(inner)
+    assert dock.header is not None, dock.form.model_info.text()
 
 
 # ---------------------------------------------------------------------------------------------
 # Defaults from the model header, and errors shown in the dock
 # ---------------------------------------------------------------------------------------------
-def test_model_header_is_described_and_sets_the_tile_size(dock, tiny_model_path):
+def test_model_header_is_described_and_the_engine_says_what_the_tiles_are(
+        dock, tiny_model_path, raster_copies):
     naip = add_raster(NAIP)
-    dock.raster_combo.setLayer(naip)
+    dock.form.raster_combo.setLayer(naip)
     use_model(dock, tiny_model_path)
-    info = dock.model_info.text()
-    assert "Backbone efficientnet_lite0" in info and "Vocabulary" in info
-    assert "Trained on ucm-sample" in info and "0.3 m per pixel" in info
-    # The tiny model: 224 px at 0.3 m → 67.2 m; NAIP is in metres (EPSG:26914).
-    assert dock.tile_size.value() == pytest.approx(67.2)
-    assert dock.tile_size.suffix().strip() == "m"
-    assert "13 × 13 pixels" in dock.tile_info.text()  # 67.2 m / 5 m, rounded
-    assert "⚠" not in dock.tile_info.text()
+    # One line in the dock; the whole card behind "Full description…" (and as the line's
+    # description for screen readers).
+    info = dock.form.model_info.text()
+    assert info.startswith("EfficientNet-Lite0 + LSTM, ") and "\n" not in info
+    assert "words, trained on ucm-sample at ~0.3 m" in info
+    card = dock.form.model_info.accessibleDescription()
+    assert "Backbone efficientnet_lite0" in card and "Vocabulary" in card
+    assert "Trained on ucm-sample" in card and "0.3 m per pixel" in card
+    assert dock.form.details_button.isEnabled()
+    dialog = dock.show_model_card()
+    assert dialog.findChild(QPlainTextEdit).toPlainText() == card
+    dialog.close()
+    # The tile size field asks for the model's own tile, which the engine works out and the
+    # dock shows: the tiny model sees 224 px at 0.3 m → 67.2 m, that is 13 whole pixels of
+    # NAIP's 5 m (EPSG:26914, in metres).
+    assert dock.form.tile_size_value() is None
+    assert dock.form.tile_size.text() == "the model's own"
+    assert dock.form.tile_size.suffix().strip() == "m"
+    preview = dock.tile_preview
+    assert preview == preview_tiles(raster_copies[NAIP], tiny_model_path, WholeRaster())
+    assert preview.tile_size_pixels == (13, 13)  # 67.2 m / 5 m, rounded
+    assert preview.tile_size_metres == pytest.approx((65.0, 65.0))
+    assert "13 × 13 pixels" in dock.form.tile_info.text()
+    assert "⚠" not in dock.form.tile_info.text()
 
-    # RGB.byte.tif has ~300 m pixels: 67.2 m is a fraction of one; the dock says so at once.
-    dock.raster_combo.setLayer(add_raster(RGB_BYTE))
-    assert dock.tile_size.value() == pytest.approx(67.2)
-    assert dock.tile_info.text().startswith("⚠ Too small")
-    dock.tile_size.setValue(50_000)
-    assert "167 × 167 pixels" in dock.tile_info.text()
-    # The spin box's clear button restores the model's size.
-    dock.tile_size.clear()
-    assert dock.tile_size.value() == pytest.approx(67.2)
+    # RGB.byte.tif has ~300 m pixels: 67.2 m is a fraction of one; the dock says so at once,
+    # in the engine's words.
+    dock.form.raster_combo.setLayer(add_raster(RGB_BYTE))
+    assert dock.form.tile_size_value() is None and dock.tile_preview is None
+    tile_info = dock.form.tile_info.text()
+    assert tile_info.startswith("⚠") and "tiles need at least 4 pixels a side" in tile_info
+    dock.form.tile_size.setValue(50_000)
+    assert dock.form.tile_size_value() == 50_000
+    assert dock.tile_preview.tile_size_pixels == (167, 167)
+    assert "167 × 167 pixels" in dock.form.tile_info.text()
+    # The spin box's clear button goes back to the model's own tile.
+    dock.form.tile_size.clear()
+    assert dock.form.tile_size_value() is None
+    assert "tiles need at least 4 pixels a side" in dock.form.tile_info.text()
+
+
+def test_the_default_tile_goes_to_the_engine_as_the_model_s_own(dock, tiny_model_path,
+                                                                tmp_path):
+    dock.form.raster_combo.setLayer(add_raster(NAIP))
+    use_model(dock, tiny_model_path)
+    dock.form.area_combo.setCurrentIndex(dock.form.area_combo.findData("layer"))
+    dock.set_output_path(str(tmp_path / "out.gpkg"))
+    request = dock.gather_request()
+    assert request.tile_size is None
+    assert engine_params(request).tile_size is None  # the engine decides, as it showed
 
 
 def test_bad_model_files_are_explained_in_the_dock(dock, tmp_path):
@@ -145,27 +127,27 @@ def test_bad_model_files_are_explained_in_the_dock(dock, tmp_path):
     not_a_model.write_text("this is text, not a model")
     dock.select_model(str(not_a_model))
     assert dock.header is None
-    assert dock.model_info.text().startswith("⚠ This model cannot be used")
-    assert "notes.mscap" in dock.model_info.text()
+    assert dock.form.model_info.text().startswith("⚠ This model cannot be used")
+    assert "notes.mscap" in dock.form.model_info.text()
 
     pickle = tmp_path / "weights.mscap"
     pickle.write_bytes(b"\x80\x04\x95" + b"\0" * 64)
     dock.select_model(str(pickle))
-    assert "pickle" in dock.model_info.text()
+    assert "pickle" in dock.form.model_info.text()
 
     # Run with it: a message in the status line, focus on the model field, no task.
     assert dock.run() is None
-    assert dock.status.text().startswith("⚠ Cannot run: the model file")
+    assert dock.form.status.text().startswith("⚠ Cannot run: the model file")
     dock.select_model(str(tmp_path / "missing.mscap"))
     assert dock.run() is None
-    assert "does not exist" in dock.status.text()
+    assert "does not exist" in dock.form.status.text()
 
 
 def test_no_model_and_no_raster_are_explained(dock):
     dock.select_model("")
-    assert "Choose a model file" in dock.model_info.text()
+    assert "Choose a model file" in dock.form.model_info.text()
     assert dock.run() is None
-    assert "choose a raster layer" in dock.status.text()
+    assert "choose a raster layer" in dock.form.status.text()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,19 +156,20 @@ def test_no_model_and_no_raster_are_explained(dock):
 def test_parameters_are_gathered_into_the_engine_params(dock, tiny_model_path, tmp_path,
                                                        raster_copies):
     layer = add_raster()
-    dock.raster_combo.setLayer(layer)
+    dock.form.raster_combo.setLayer(layer)
     use_model(dock, tiny_model_path)
-    dock.area_combo.setCurrentIndex(dock.area_combo.findData("layer"))
-    dock.tile_size.setValue(38_400)
-    dock.overlap.setValue(10)
-    dock.batch_size.setValue(4)
-    dock.beam.setValue(2)
-    dock.device_combo.setCurrentIndex(dock.device_combo.findData("cpu"))
+    dock.form.area_combo.setCurrentIndex(dock.form.area_combo.findData("layer"))
+    dock.form.tile_size.setValue(38_400)
+    dock.form.overlap.setValue(10)
+    dock.form.batch_size.setValue(4)
+    dock.form.beam.setValue(2)
+    dock.form.device_combo.setCurrentIndex(dock.form.device_combo.findData("cpu"))
     dock.set_output_path(str(tmp_path / "out.gpkg"))
 
     request = dock.gather_request()
     assert request == CaptionRequest(
-        raster_path=str(raster_copies[RGB_BYTE]), raster_name="RGB.byte", model_path=str(tiny_model_path),
+        raster_path=str(raster_copies[RGB_BYTE]), raster_name="RGB.byte",
+        model_path=str(tiny_model_path),
         area=WholeRaster(), tile_size=38_400.0, overlap_percent=10.0, batch_size=4,
         beam_size=2, device="cpu", output_path=str(tmp_path / "out.gpkg"), bands=(1, 2, 3))
 
@@ -201,7 +184,7 @@ def test_parameters_are_gathered_into_the_engine_params(dock, tiny_model_path, t
     assert params.bands.bands == (1, 2, 3)
     assert not params.overwrite and not params.resume
     # The device list came from the engine (model/device.py), with the CPU in it.
-    keys = [dock.device_combo.itemData(i) for i in range(dock.device_combo.count())]
+    keys = [dock.form.device_combo.itemData(i) for i in range(dock.form.device_combo.count())]
     assert keys[0] == "auto" and "cpu" in keys
 
 
@@ -211,10 +194,10 @@ def test_the_bands_shown_on_the_map_are_the_bands_captioned(dock, tiny_model_pat
     renderer.setRedBand(3)
     renderer.setBlueBand(1)
     layer.setRenderer(renderer)
-    dock.raster_combo.setLayer(layer)
-    dock.area_combo.setCurrentIndex(dock.area_combo.findData("layer"))
+    dock.form.raster_combo.setLayer(layer)
+    dock.form.area_combo.setCurrentIndex(dock.form.area_combo.findData("layer"))
     use_model(dock, tiny_model_path)
-    dock.tile_size.setValue(38_400)
+    dock.form.tile_size.setValue(38_400)
     dock.set_output_path(str(tmp_path / "out.gpkg"))
     assert dock.gather_request().bands == (3, 2, 1)
 
@@ -226,10 +209,10 @@ def test_visible_extent_keeps_the_canvas_crs_and_tiles_land_where_the_canvas_sho
     layer = add_raster()
     canvas = qgis_iface.mapCanvas()
     set_canvas(canvas, "EPSG:3857", raster_extent_in(layer, "EPSG:3857"))
-    dock.raster_combo.setLayer(layer)
+    dock.form.raster_combo.setLayer(layer)
     use_model(dock, tiny_model_path)
     tile = 64 * layer.rasterUnitsPerPixelX()  # 64-pixel tiles
-    dock.tile_size.setValue(tile)
+    dock.form.tile_size.setValue(tile)
     dock.set_output_path(str(tmp_path / "out.gpkg"))
 
     request = dock.gather_request()
@@ -266,9 +249,9 @@ def test_rotated_canvas_sends_its_visible_outline(dock, qgis_iface, tiny_model_p
     set_canvas(canvas, "EPSG:3857", raster_extent_in(layer, "EPSG:3857"))
     canvas.setRotation(30)
     try:
-        dock.raster_combo.setLayer(layer)
+        dock.form.raster_combo.setLayer(layer)
         use_model(dock, tiny_model_path)
-        dock.tile_size.setValue(38_400)
+        dock.form.tile_size.setValue(38_400)
         dock.set_output_path(str(tmp_path / "out.gpkg"))
         area = dock.gather_request().area
     finally:
@@ -301,23 +284,23 @@ def _polygon_layer(layer: QgsRasterLayer) -> QgsVectorLayer:
 def test_polygons_of_a_vector_layer_optionally_only_selected(dock, tiny_model_path, tmp_path):
     layer = add_raster()
     polygons = _polygon_layer(layer)
-    dock.raster_combo.setLayer(layer)
+    dock.form.raster_combo.setLayer(layer)
     use_model(dock, tiny_model_path)
-    dock.tile_size.setValue(64 * layer.rasterUnitsPerPixelX())
+    dock.form.tile_size.setValue(64 * layer.rasterUnitsPerPixelX())
     dock.set_output_path(str(tmp_path / "out.gpkg"))
-    assert not dock.polygon_combo.isEnabled()
-    dock.area_combo.setCurrentIndex(dock.area_combo.findData("polygons"))
-    assert dock.polygon_combo.isEnabled() and dock.selected_only.isEnabled()
-    dock.polygon_combo.setLayer(polygons)
+    assert not dock.form.polygon_combo.isEnabled()
+    dock.form.area_combo.setCurrentIndex(dock.form.area_combo.findData("polygons"))
+    assert dock.form.polygon_combo.isEnabled() and dock.form.selected_only.isEnabled()
+    dock.form.polygon_combo.setLayer(polygons)
 
     area = dock.gather_request().area
     assert isinstance(area, PolygonArea) and area.crs == "EPSG:4326" and len(area.geometries) == 2
 
-    dock.selected_only.setChecked(True)
+    dock.form.selected_only.setChecked(True)
     QApplication.setActiveWindow(dock)
     assert dock.run() is None  # nothing selected: said in the dock, focus on the layer to fix
-    assert "no feature of 'fields' is selected" in dock.status.text()
-    assert dock.polygon_combo.hasFocus()
+    assert "no feature of 'fields' is selected" in dock.form.status.text()
+    assert dock.form.polygon_combo.hasFocus()
 
     polygons.selectByIds([next(polygons.getFeatures()).id()])
     area = dock.gather_request().area
@@ -337,7 +320,7 @@ def test_polygons_of_a_vector_layer_optionally_only_selected(dock, tiny_model_pa
 # ---------------------------------------------------------------------------------------------
 def test_default_output_beside_the_project_or_in_a_temporary_folder(dock, tmp_path):
     layer = add_raster()
-    dock.raster_combo.setLayer(layer)
+    dock.form.raster_combo.setLayer(layer)
     unsaved = Path(dock.output_path())
     assert unsaved.name.startswith("RGB.byte-captions") and unsaved.suffix == ".gpkg"
     assert unsaved.parent.name == "mapscribe"  # in the system's temporary folder
@@ -350,7 +333,7 @@ def test_default_output_beside_the_project_or_in_a_temporary_folder(dock, tmp_pa
         tmp_path / "RGB.byte-captions-2.gpkg")
 
     # A path people typed stays theirs.
-    dock.output_widget.setFilePath(str(tmp_path / "mine.gpkg"))
+    dock.form.output_widget.setFilePath(str(tmp_path / "mine.gpkg"))
     QgsProject.instance().setFileName(str(tmp_path / "other" / "survey.qgz"))
     assert dock.output_path() == str(tmp_path / "mine.gpkg")
 
@@ -358,9 +341,9 @@ def test_default_output_beside_the_project_or_in_a_temporary_folder(dock, tmp_pa
 @pytest.fixture(scope="module")
 def finished_grid(tiny_model_path, tmp_path_factory):
     """A complete captions GeoPackage of 4 tiles (the engine, without QGIS)."""
-    from mapscribe.model.jobs.caption_params import CaptionRasterParams
-    from mapscribe.model.jobs.caption import caption_raster
     from mapscribe.model.geo.areas import BoundingBox
+    from mapscribe.model.jobs.caption import caption_raster
+    from mapscribe.model.jobs.caption_params import CaptionRasterParams
 
     out = tmp_path_factory.mktemp("existing") / "grid.gpkg"
     box = BoundingBox(-78.0, 24.0, -77.6, 24.4, "EPSG:4326")
@@ -371,10 +354,10 @@ def finished_grid(tiny_model_path, tmp_path_factory):
 
 
 def _dock_writing_to(dock, model, output: Path) -> None:
-    dock.raster_combo.setLayer(add_raster())
+    dock.form.raster_combo.setLayer(add_raster())
     use_model(dock, model)
-    dock.area_combo.setCurrentIndex(dock.area_combo.findData("layer"))
-    dock.tile_size.setValue(38_400)
+    dock.form.area_combo.setCurrentIndex(dock.form.area_combo.findData("layer"))
+    dock.form.tile_size.setValue(38_400)
     dock.set_output_path(str(output))
 
 
@@ -385,17 +368,17 @@ def test_existing_captions_are_never_overwritten_silently(dock, tiny_model_path,
     _dock_writing_to(dock, tiny_model_path, output)
     request = dock.gather_request()
 
-    dock.existing_combo.setCurrentIndex(dock.existing_combo.findData("new"))
-    changed, mode = dock._decide_existing(request)
+    dock.form.existing_combo.setCurrentIndex(dock.form.existing_combo.findData("new"))
+    changed, mode = dock.decide_existing(request)
     assert mode == "create" and changed.output_path == str(tmp_path / "grid-2.gpkg")
     assert dock.output_path() == str(tmp_path / "grid-2.gpkg")
 
     for choice in ("resume", "replace"):
-        dock.existing_combo.setCurrentIndex(dock.existing_combo.findData(choice))
-        assert dock._decide_existing(request) == (request, choice)
+        dock.form.existing_combo.setCurrentIndex(dock.form.existing_combo.findData(choice))
+        assert dock.decide_existing(request) == (request, choice)
 
     # "Ask me": a real question box; answering Cancel leaves everything as it was.
-    dock.existing_combo.setCurrentIndex(dock.existing_combo.findData("ask"))
+    dock.form.existing_combo.setCurrentIndex(dock.form.existing_combo.findData("ask"))
     asked = []
 
     def answer():
@@ -410,7 +393,7 @@ def test_existing_captions_are_never_overwritten_silently(dock, tiny_model_path,
     dock.set_output_path(str(output))
     assert dock.run() is None
     assert asked and "already holds captions of RGB.byte.tif: all 4 tiles" in asked[0]
-    assert "left as it is" in dock.status.text()
+    assert "left as it is" in dock.form.status.text()
     assert output.read_bytes() == finished_grid.read_bytes()
 
 
@@ -450,38 +433,38 @@ def test_every_focusable_control_has_an_accessible_name_and_description(dock):
     unnamed = [f"{type(w).__name__} {w.objectName()!r}" for w in focusable
                if not w.accessibleName()]
     assert unnamed == []
-    controls = [w for w in dock.focus_chain() if not isinstance(w, type(dock.status))]
+    controls = [w for w in dock.form.focus_chain() if not isinstance(w, type(dock.form.status))]
     undescribed = [w.accessibleName() for w in controls if not w.accessibleDescription()]
     assert undescribed == []
 
 
 def test_tab_order_follows_the_form_and_run_is_reached_and_pressed_by_keyboard(
         dock, tiny_model_path):
-    dock.raster_combo.setLayer(add_raster())
+    dock.form.raster_combo.setLayer(add_raster())
     use_model(dock, tiny_model_path)
-    chain = [w for w in dock.focus_chain() if w.isEnabled() and w.isVisibleTo(dock)]
-    visited = _focus_walk(dock, dock.raster_combo, len(chain) - 1)
+    chain = [w for w in dock.form.focus_chain() if w.isEnabled() and w.isVisibleTo(dock)]
+    visited = _focus_walk(dock, dock.form.raster_combo, len(chain) - 1)
     assert [w.accessibleName() for w in visited] == [w.accessibleName() for w in chain]
-    assert dock.run_button in visited
+    assert dock.form.run_button in visited
 
     # From the raster combo, Tab until Run has focus, then Space presses it.
-    visited = _focus_walk(dock, dock.raster_combo, chain.index(dock.run_button))
-    assert QApplication.focusWidget() is dock.run_button
-    dock.tile_size.setValue(67.2)  # too small for RGB.byte.tif: Run must say so
-    QTest.keyClick(dock.run_button, Qt.Key_Space)
-    assert "span only" in dock.status.text()
+    visited = _focus_walk(dock, dock.form.raster_combo, chain.index(dock.form.run_button))
+    assert QApplication.focusWidget() is dock.form.run_button
+    dock.form.tile_size.setValue(67.2)  # too small for RGB.byte.tif: Run must say so
+    QTest.keyClick(dock.form.run_button, Qt.Key_Space)
+    assert "tiles need at least 4 pixels a side" in dock.form.status.text()
     # Focus went to the field to fix.
-    assert _owner(QApplication.focusWidget()) is dock.tile_size
+    assert _owner(QApplication.focusWidget()) is dock.form.tile_size
 
 
 def test_alt_shortcuts_jump_to_their_fields(dock):
     QApplication.setActiveWindow(dock)
-    dock.run_button.setFocus()
+    dock.form.run_button.setFocus()
     process_events()
-    QTest.keyClick(dock.run_button, Qt.Key_Z, Qt.AltModifier)  # "Tile si&ze"
-    assert _owner(QApplication.focusWidget()) is dock.tile_size
+    QTest.keyClick(dock.form.run_button, Qt.Key_Z, Qt.AltModifier)  # "Tile si&ze"
+    assert _owner(QApplication.focusWidget()) is dock.form.tile_size
     QTest.keyClick(QApplication.focusWidget(), Qt.Key_M, Qt.AltModifier)  # "&Model file"
-    assert QApplication.focusWidget() is dock.model_widget.lineEdit()
+    assert QApplication.focusWidget() is dock.form.model_widget.lineEdit()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -493,7 +476,7 @@ _LOAD_SCRIPT = textwrap.dedent("""
     app = QgsApplication([], False)
     app.initQgis()
     from qgis.gui import QgsMapCanvas
-    from qgis.PyQt.QtWidgets import QMainWindow
+    from qgis.PyQt.QtWidgets import QMainWindow, QWidget
     import mapscribe
     from mapscribe.plugin.dock import MapScribeDock
     plugin = mapscribe.classFactory(None)
@@ -504,11 +487,13 @@ _LOAD_SCRIPT = textwrap.dedent("""
     dock.setFloating(True)
     dock.show()
     app.processEvents()
-    page = dock.run_stack.currentWidget()
-    print("panel:", page.objectName(), "|", page.accessibleName())
+    panel = dock.form.findChild(QWidget, "MapScribeDependencies")
+    print("panel:", panel.objectName() if panel else "", "|",
+          panel.accessibleName() if panel else "")
+    print("run visible:", dock.form.run_button.isVisible())
     dock.run()
-    print("status:", dock.status.text())
-    print("model info:", dock.model_info.text())
+    print("status:", dock.form.status.text())
+    print("model info:", dock.form.model_info.text())
     dock.shutdown()
     plugin.unload()
     app.exitQgis()
@@ -543,22 +528,29 @@ def test_without_torch_the_dock_shows_what_is_missing_instead_of_run(tmp_path):
     out = _run_script(system_python, {"PYTHONPATH": str(packages)}, tmp_path)
     assert "torch after load: False" in out
     assert "panel: MapScribeDependencies" in out
+    assert "run visible: True" in out  # Run stays in sight, and says what to do
     assert "status: ⚠ Install the missing Python packages first" in out
-    assert "model info: The model's description can be read once torch" in out
+    # The model is described all the same: its header needs no package.
+    assert "model info: EfficientNet-Lite0 + LSTM, 508 words" in out
 
 
 def test_every_alt_shortcut_of_a_tab_leads_to_one_control(dock):
-    dock.resume_button.setVisible(True)  # shown after a stopped run: must not clash either
-    for page in (dock.form_page, dock.captions_panel):
-        letters = [re.search(r"&(\w)", w.text()).group(1).lower()
-                   for w in page.findChildren((QLabel, QAbstractButton)) if "&" in w.text()]
-        assert len(letters) > 3 and len(set(letters)) == len(letters), sorted(letters)
+    dock.form.resume_button.setVisible(True)  # shown after a stopped run: must not clash either
+    # The dependency panel (shown where packages are missing) must not clash either.
+    panel = dock.form.show_dependency_panel(["onnxruntime"])
+    try:
+        for page in (dock.tabs.widget(0), dock.captions_panel):
+            letters = [re.search(r"&(\w)", w.text()).group(1).lower()
+                       for w in page.findChildren((QLabel, QAbstractButton)) if "&" in w.text()]
+            assert len(letters) > 3 and len(set(letters)) == len(letters), sorted(letters)
+    finally:
+        dock.form.show_run_again(panel)
 
 
 def test_train_button_opens_the_training_dialog_whose_model_is_chosen_here(dock, tmp_path):
-    from mapscribe.plugin import train_dialog
+    from mapscribe.plugin.training import dialog as train_dialog
 
-    dock.train_button.click()
+    dock.form.train_button.click()
     dialog = next(d for d in train_dialog._OPEN_DIALOGS if d.isVisible())
     try:
         new_model = tmp_path / "fresh.mscap"
@@ -567,3 +559,161 @@ def test_train_button_opens_the_training_dialog_whose_model_is_chosen_here(dock,
     finally:
         train_dialog.close_all_train_dialogs()
         process_events()
+
+
+# ---------------------------------------------------------------------------------------------
+# The default tile is the engine's, on every kind of CRS
+# ---------------------------------------------------------------------------------------------
+def _raster_at(folder: Path, crs: str, latitude: float, metres_per_pixel: float = 0.3,
+               size: int = 600) -> Path:
+    """A small RGB GeoTIFF centred at ``latitude`` whose pixels are about ``metres_per_pixel``
+    on the ground, in ``crs`` (geographic, Web Mercator or UTM)."""
+    import math
+
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.warp import transform as reproject_points
+
+    if crs == "EPSG:4326":
+        x_res = metres_per_pixel / (111_320.0 * math.cos(math.radians(latitude)))
+        y_res = metres_per_pixel / 110_574.0
+    elif crs == "EPSG:3857":  # a map unit is 1/cos(latitude) ground metres
+        x_res = y_res = metres_per_pixel / math.cos(math.radians(latitude))
+    else:
+        x_res = y_res = metres_per_pixel
+    xs, ys = reproject_points("EPSG:4326", crs, [9.0], [latitude])
+    path = folder / f"{crs.replace(':', '_')}_{latitude:g}.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=3,
+                       dtype="uint8", crs=crs,
+                       transform=from_origin(xs[0] - size / 2 * x_res, ys[0] + size / 2 * y_res,
+                                             x_res, y_res)) as raster:
+        raster.write(np.full((3, size, size), 120, dtype="uint8"))
+    return path
+
+
+@pytest.mark.parametrize("crs, latitude", [
+    ("EPSG:4326", 0.0), ("EPSG:4326", 45.0), ("EPSG:4326", 60.0),
+    ("EPSG:3857", 0.0), ("EPSG:3857", 45.0), ("EPSG:3857", 60.0),
+    ("EPSG:32632", 0.0), ("EPSG:32632", 45.0), ("EPSG:32632", 60.0)])
+def test_the_default_tile_shown_is_the_engine_s_on_every_crs(dock, tiny_model_path, tmp_path,
+                                                             crs, latitude):
+    """The tiny model sees 224 px at 0.3 m: 67.2 m on the ground, whatever the raster's CRS (at
+    60°N a degree of longitude is half a degree of latitude, and a Web Mercator unit half a
+    metre); the dock shows exactly what the engine (and so the command line) will cut."""
+    path = _raster_at(tmp_path, crs, latitude)
+    layer = QgsRasterLayer(str(path), path.stem)
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    dock.form.raster_combo.setLayer(layer)
+    use_model(dock, tiny_model_path)
+    assert dock.form.tile_size_value() is None
+    preview = dock.tile_preview
+    assert preview == preview_tiles(path, tiny_model_path, WholeRaster())
+    assert preview.tile_size_metres == pytest.approx((67.2, 67.2), rel=0.02)
+    assert preview.tile_size_pixels == pytest.approx((224, 224), abs=2)
+    width, height = preview.tile_size_pixels
+    assert f"{width} × {height} pixels" in dock.form.tile_info.text()
+
+
+# ---------------------------------------------------------------------------------------------
+# The model in one line, the run's tiles and time, the progress bar after a refused run
+# ---------------------------------------------------------------------------------------------
+def test_the_default_model_in_one_line_and_its_card_with_integers(dock):
+    assert Path(dock.model_path()) == REPO / "resources" / "default.mscap"
+    assert dock.form.model_info.text() == (
+        "EfficientNet-Lite0 + LSTM, 508 words, trained on UCM + RSICD at ~0.5 m; "
+        "RSICD test BLEU-4 0.38")
+    card = dock.form.model_info.accessibleDescription()
+    # Counts read as counts, scores with their decimals.
+    assert "images 210, beam 3" in card and "images 1094, beam 3" in card
+    assert "210.000" not in card and "BLEU-4 0.385" in card
+
+
+def test_before_run_the_dock_says_how_many_tiles_and_how_long(dock, tiny_model_path):
+    layer = add_raster(NAIP)
+    dock.form.raster_combo.setLayer(layer)
+    use_model(dock, tiny_model_path)
+    dock.form.area_combo.setCurrentIndex(dock.form.area_combo.findData("layer"))
+    dock.form.tile_size.setValue(500)
+    expected = preview_tiles(layer.source(), tiny_model_path, WholeRaster(), tile_size=500,
+                             tile_size_unit="map", overlap=float(dock.form.overlap.value()),
+                             overlap_unit="percent").tiles
+    from mapscribe.model import estimate_caption_time
+
+    dock.form.device_combo.setCurrentIndex(dock.form.device_combo.findData("cpu"))
+    text = dock.form.estimate.text()
+    seconds = estimate_caption_time(expected, dock.runtime, "cpu").seconds
+    assert text.startswith(f"Run will caption {expected} tiles with PyTorch on the CPU: about ")
+    assert "(at the speed measured on a 2-core CPU, beam 3)" in text
+    assert seconds is not None and dock.info.run_tiles == expected
+    # The estimate is the run bar's, outside the scrolled form: always in sight.
+    assert not dock.scroll.widget().isAncestorOf(dock.form.estimate)
+    assert not dock.scroll.widget().isAncestorOf(dock.form.run_button)
+
+
+def test_a_refused_run_resets_the_progress_bar(dock, tiny_model_path):
+    dock.form.raster_combo.setLayer(add_raster(RGB_BYTE))
+    use_model(dock, tiny_model_path)
+    dock.form.progress.setValue(60)  # what an earlier run left
+    dock.form.tile_size.setValue(67.2)  # too small for RGB.byte.tif
+    assert dock.run() is None
+    assert dock.form.progress.value() == 0
+    assert dock.form.status.text().startswith("⚠ Cannot run:")
+
+
+_ONNX_ONLY_SCRIPT = textwrap.dedent("""
+    import json, os, sys, time
+    sys.modules["torch"] = None  # torch cannot be imported: only ONNX Runtime can caption
+    from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+    app = QgsApplication([], False)
+    app.initQgis()
+    from qgis.PyQt.QtWidgets import QMainWindow
+    from mapscribe.plugin.dock import MapScribeDock
+    window = QMainWindow()
+    dock = MapScribeDock(None, window)
+    dock.setFloating(True)
+    dock.show()
+    deadline = time.monotonic() + 60
+    while not dock.engine_ready and time.monotonic() < deadline:
+        app.processEvents(); time.sleep(0.05)
+    layer = QgsRasterLayer(sys.argv[1], "rgb")
+    QgsProject.instance().addMapLayer(layer)
+    dock.form.raster_combo.setLayer(layer)
+    dock.form.area_combo.setCurrentIndex(dock.form.area_combo.findData("layer"))
+    dock.form.tile_size.setValue(100000)
+    dock.set_output_path(sys.argv[2])
+    seen = {"runtime": dock.runtime, "estimate": dock.form.estimate.text(),
+            "devices": [dock.form.device_combo.itemText(i)
+                        for i in range(dock.form.device_combo.count())],
+            "model": dock.form.model_info.text()}
+    task = dock.run()
+    while dock.is_running() and time.monotonic() < deadline + 120:
+        app.processEvents(); time.sleep(0.05)
+    app.processEvents()
+    result = task.result
+    seen.update({"status": dock.form.status.text(), "device": result.device if result else None,
+                 "captioned": result.captioned if result else None,
+                 "torch": sys.modules.get("torch") is not None})
+    dock.shutdown()
+    print(json.dumps(seen))
+    app.exitQgis()
+""")
+
+
+def test_without_torch_but_with_onnxruntime_the_dock_captions_with_onnx(tmp_path):
+    """torch made unimportable in a fresh QGIS Python that has onnxruntime: the dock lists
+    ONNX Runtime's devices, says it captions with ONNX Runtime, and captions."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    env.update({"QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path)})
+    done = subprocess.run([sys.executable, "-c", _ONNX_ONLY_SCRIPT, str(RGB_BYTE),
+                           str(tmp_path / "grid.gpkg")], env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["runtime"] == "onnx" and not seen["torch"], seen
+    assert seen["devices"][0].startswith("Automatic") and seen["devices"][-1].startswith("CPU")
+    assert "with ONNX Runtime (torch is not installed) on the CPU: about" in seen["estimate"]
+    assert seen["model"].startswith("EfficientNet-Lite0 + LSTM, 508 words")
+    assert seen["device"].startswith("cpu (ONNX Runtime "), seen
+    assert seen["captioned"] >= 1 and seen["status"].startswith("Done:"), seen

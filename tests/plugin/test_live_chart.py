@@ -10,7 +10,7 @@ import random
 import pytest
 from pytest_qgis.utils import process_events
 
-from mapscribe.plugin.live_chart import EpochPoint, LiveChart, nice_ticks
+from mapscribe.plugin.training.live_chart import EpochPoint, LiveChart, nice_ticks
 
 
 def _check_ticks(low: float, high: float) -> list:

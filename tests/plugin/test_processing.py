@@ -15,14 +15,27 @@ import time
 from pathlib import Path
 
 import pytest
-from qgis.core import (QgsApplication, QgsFeature, QgsGeometry, QgsProcessing,
-                       QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
-                       QgsProcessingFeatureSourceDefinition, QgsProcessingFeedback,
-                       QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
-                       QgsProcessingModelChildParameterSource, QgsProcessingModelOutput,
-                       QgsProcessingModelParameter, QgsProcessingOutputLayerDefinition,
-                       QgsProcessingParameterFile, QgsProcessingParameterRasterLayer, QgsProject,
-                       QgsVectorLayer)
+from qgis.core import (
+    QgsApplication,
+    QgsFeature,
+    QgsGeometry,
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeatureSourceDefinition,
+    QgsProcessingFeedback,
+    QgsProcessingModelAlgorithm,
+    QgsProcessingModelChildAlgorithm,
+    QgsProcessingModelChildParameterSource,
+    QgsProcessingModelOutput,
+    QgsProcessingModelParameter,
+    QgsProcessingOutputLayerDefinition,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterRasterLayer,
+    QgsProject,
+    QgsVectorLayer,
+)
 
 from mapscribe.plugin.processing.provider import MapScribeProvider
 
@@ -32,7 +45,8 @@ NAIP = REPO / "tests" / "data" / "naip_m_4709963_se_14_1_20200831_5m.tif"  # 4 b
 UCM_SAMPLE = REPO / "tests" / "data" / "ucm-sample"
 # A lon/lat box well inside RGB.byte.tif, as QGIS writes extents: xmin,xmax,ymin,ymax [CRS].
 BOX_4326 = (-78.0, 24.0, -77.5, 24.5)
-ALGORITHMS = ("caption_raster", "export_captions", "train_captioner", "evaluate_captioner")
+ALGORITHMS = ("caption_raster", "describe_captions", "export_captions", "train_captioner",
+              "evaluate_captioner")
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +88,11 @@ class RecordingFeedback(QgsProcessingFeedback):
         if self.cancel_at_progress and value > 0:
             self.cancel()
 
-    def pushInfo(self, info):  # noqa: N802 (QGIS API name)
+    def pushInfo(self, info):
         self.infos.append(info)
         super().pushInfo(info)
 
-    def pushWarning(self, warning):  # noqa: N802
+    def pushWarning(self, warning):
         self.warnings.append(warning)
         super().pushWarning(warning)
 
@@ -156,7 +170,11 @@ def test_choices_are_the_engines(provider):
     from mapscribe.model.data.records import SPLITS
     from mapscribe.model.nn.backbones import BACKBONES
     from mapscribe.model.output.exports import EXPORT_FORMATS
-    from mapscribe.plugin.processing import evaluate_captioner, export_captions, train_captioner
+    from mapscribe.plugin.processing import (
+        evaluate_captioner,
+        export_captions,
+        train_captioner,
+    )
 
     offered = train_captioner.BACKBONES
     assert offered[0] == "auto" and sorted(offered[1:]) == sorted(BACKBONES)
@@ -165,11 +183,13 @@ def test_choices_are_the_engines(provider):
 
 
 def test_provider_loads_without_torch_and_says_what_is_missing(tmp_path):
-    """With torch unimportable, the provider and its four algorithms still load, and running
-    one fails with a message naming torch (not a traceback)."""
+    """With neither torch nor onnxruntime importable, the provider and its four algorithms
+    still load, and captioning fails with a message naming what to install (not a
+    traceback). (With onnxruntime alone it captions: test_dock.py.)"""
     script = textwrap.dedent(f"""
         import sys
         sys.modules["torch"] = None  # `import torch` now raises ImportError
+        sys.modules["onnxruntime"] = None
         from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback
         from qgis.core import QgsProcessingException
         QgsApplication.setPrefixPath("/usr", True)
@@ -196,7 +216,8 @@ def test_provider_loads_without_torch_and_says_what_is_missing(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"ALGORITHMS {sorted(ALGORITHMS)}" in done.stdout
     error = next(line for line in done.stdout.splitlines() if line.startswith("ERROR"))
-    assert "'torch' cannot be imported" in error and "install" in error
+    assert "'onnxruntime' cannot be imported" in error and "install" in error
+    assert "onnxruntime (about 30 MB) or torch" in error
     assert "Traceback" not in done.stdout + done.stderr
 
 
@@ -348,12 +369,12 @@ def test_cancel_keeps_the_tiles_captioned_so_far(provider, tiny_model_path, tmp_
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"BANDS": "1,2"}, r"bands \(1, 2\) must be three band numbers"),
+    ({"BANDS": "1/2"}, r"Incorrect parameter value for BANDS"),  # an enum: no free text
     ({"MODEL": str(RGB_BYTE)}, r"RGB\.byte\.tif: not a MapScribe model file"),
     ({"EXTENT": "0,1,0,1 [EPSG:32618]"}, r"does not overlap|outside"),
     ({"EXTENT": "-78,-77.5,24,24.5 [EPSG:4326]", "POLYGONS": str(RGB_BYTE)},
      r"either an extent|Could not load source layer"),
-    ({"DEVICE": "tpu"}, r"unknown device 'tpu'"),
+    ({"DEVICE": "tpu"}, r"Incorrect parameter value for DEVICE"),
 ])
 def test_bad_input_gives_the_engines_clear_message(provider, tiny_model_path, tmp_path,
                                                    overrides, message):
@@ -379,7 +400,7 @@ def test_toolbox_and_batch_dialogs_take_every_parameter(provider, dialogs_iface,
     dialog = AlgorithmDialog(QgsApplication.processingRegistry().createAlgorithmById(
         "mapscribe:caption_raster"), parent=None)
     chosen = {"INPUT": str(RGB_BYTE), "MODEL": str(tiny_model_path), "TILE_SIZE": 400.0,
-              "TILE_SIZE_UNIT": "pixels", "OVERLAP_UNIT": "pixels", "BANDS": "3,2,1",
+              "TILE_SIZE_UNIT": "pixels", "OVERLAP_UNIT": "pixels", "BANDS": "3/2/1",
               "DEVICE": "cpu", "RESUME": True, "OUTPUT": str(tmp_path / "dialog.gpkg")}
     dialog.setParameters(chosen)
     read_back = dialog.mainWidget().createProcessingParameters()
@@ -442,7 +463,7 @@ def test_export_each_format(provider, caption_grid, tmp_path):
         result = run("mapscribe:export_captions",
                      {"INPUT": caption_grid["OUTPUT"], "FORMAT": fmt, "OUTPUT": str(out)})
         assert result == {"OUTPUT": str(out), "TILES": 4}  # 2 × 2 tiles of 400 px
-    assert "<table" in (tmp_path / "captions.html").read_text()
+    assert (tmp_path / "captions.html").read_text().count("<li id=\"tile-") == 4
     assert len(json.loads((tmp_path / "captions.geojson").read_text())["features"]) == 4
     assert (tmp_path / "captions.csv").read_text().startswith("tile_id,row,col,caption")
 
@@ -522,7 +543,7 @@ def test_model_caption_then_export(provider, dialogs_iface, tiny_model_path, tmp
                          "export:report": str(out)}, feedback)
     assert Path(result["export:report"]) == out
     html = out.read_text()
-    assert "RGB.byte.tif" in html and "<table" in html
+    assert "RGB.byte.tif" in html and 'id="overview-heading"' in html
     assert any("Wrote 4 tiles as html" in info for info in feedback.infos)
 
 
@@ -563,7 +584,7 @@ def test_evaluate_without_optional_files_and_with_an_empty_split(provider, tiny_
 
 def test_train_captioner_cancelled_in_the_first_epoch_leaves_a_checkpoint(provider, tmp_path):
     class CancelInFirstEpoch(RecordingFeedback):
-        def setProgressText(self, text):  # noqa: N802
+        def setProgressText(self, text):
             if text.startswith("epoch 1/"):
                 self.cancel()
             super().setProgressText(text)
@@ -587,3 +608,24 @@ def test_train_captioner_bad_dataset_message(provider, tmp_path):
         run("mapscribe:train_captioner", {"DATASET": str(tmp_path), "EPOCHS": 1, "LR": 0.01,
                                           "DEVICE": "cpu",
                                           "OUTPUT": str(tmp_path / "m.mscap")})
+
+
+def test_caption_raster_without_model_takes_the_default_model(provider, tmp_path):
+    """processing.run without MODEL: the bundled model (QGIS 3.22 refused the run with
+    "mandatory parameters were not specified: MODEL")."""
+    parameters = _caption_parameters("unused", tmp_path / "default.gpkg", TILE_SIZE=400)
+    del parameters["MODEL"]
+    result = run("mapscribe:caption_raster", parameters)
+    assert result["TILES"] == 4 and result["STOPPED"] == "completed"
+    from mapscribe.model import read_caption_layer_info
+
+    stored = read_caption_layer_info(tmp_path / "default.gpkg", "captions").run["model"]
+    assert stored["name"] == "default.mscap"
+    # Units are said where the numbers are asked for; bands and device are lists.
+    algorithm = QgsApplication.processingRegistry().algorithmById("mapscribe:caption_raster")
+    assert "tile size unit" in algorithm.parameterDefinition("TILE_SIZE").description()
+    assert "percent or pixels" in algorithm.parameterDefinition("OVERLAP").description()
+    for name in ("BANDS", "DEVICE"):
+        assert algorithm.parameterDefinition(name).type() == "enum", name
+    assert algorithm.parameterDefinition("MODEL").flags() & \
+        algorithm.parameterDefinition("MODEL").FlagOptional

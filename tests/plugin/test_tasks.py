@@ -12,61 +12,41 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 
 import pytest
 from pytest_qgis.utils import process_events, wait_until
-from qgis.core import (Qgis, QgsApplication, QgsCoordinateTransform, QgsProject, QgsRectangle,
-                       QgsTask, QgsVectorLayer)
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsCoordinateTransform,
+    QgsProject,
+    QgsRectangle,
+    QgsTask,
+    QgsVectorLayer,
+)
 from qgis.PyQt import sip
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtTest import QTest
-from qgis.PyQt.QtWidgets import QApplication
+from qgis.PyQt.QtWidgets import QApplication, QFileDialog
 
 from mapscribe.plugin import layers
 from mapscribe.plugin.plugin import MapScribePlugin
 from mapscribe.plugin.tasks import running_tasks
-
-try:
-    from .test_dock import add_raster, dock, project, raster_copies, set_canvas  # noqa: F401
-except ImportError:  # tests/plugin is not a package: pytest put this folder on sys.path
-    from test_dock import add_raster, dock, project, raster_copies, set_canvas  # noqa: F401
+from plugin_helpers import add_raster, set_canvas
 
 TILE_128_PX = 128 * 300.0379266750948  # RGB.byte.tif: 6 rows × 7 columns of 128-pixel tiles
 RUN_TIMEOUT_MS = 120_000
 
 
-@pytest.fixture
-def messages():
-    """Everything QGIS's message log receives during the test: (tag, level, text)."""
-    received = []
-
-    def record(text, tag, level):
-        received.append((tag, level, text))
-
-    log = QgsApplication.messageLog()
-    log.messageReceived.connect(record)
-    yield received
-    log.messageReceived.disconnect(record)
-
-
-@pytest.fixture
-def python_errors(monkeypatch):
-    """Exceptions raised in Qt slots/callbacks (PyQt hands them to sys.excepthook)."""
-    caught = []
-    monkeypatch.setattr(sys, "excepthook", lambda *info: caught.append(info))
-    return caught
-
-
 def configure(dock, model, output, *, batch=8, area="layer", beam=1):
-    dock.raster_combo.setLayer(add_raster())
+    dock.form.raster_combo.setLayer(add_raster())
     dock.select_model(str(model))
-    assert dock.header is not None, dock.model_info.text()
-    dock.area_combo.setCurrentIndex(dock.area_combo.findData(area))
-    dock.tile_size.setValue(TILE_128_PX)
-    dock.batch_size.setValue(batch)
-    dock.beam.setValue(beam)
-    dock.device_combo.setCurrentIndex(dock.device_combo.findData("cpu"))
+    assert dock.header is not None, dock.form.model_info.text()
+    dock.form.area_combo.setCurrentIndex(dock.form.area_combo.findData(area))
+    dock.form.tile_size.setValue(TILE_128_PX)
+    dock.form.batch_size.setValue(batch)
+    dock.form.beam.setValue(beam)
+    dock.form.device_combo.setCurrentIndex(dock.form.device_combo.findData("cpu"))
     dock.set_output_path(str(output))
 
 
@@ -75,7 +55,7 @@ def wait_for_run(dock, task):
     dock.runFinished.connect(finished.append)
     try:
         assert wait_until(lambda: bool(finished), timeout_milliseconds=RUN_TIMEOUT_MS), (
-            f"the run did not finish: {dock.status.text()}")
+            f"the run did not finish: {dock.form.status.text()}")
     finally:
         dock.runFinished.disconnect(finished.append)
     assert finished == [task]
@@ -93,11 +73,12 @@ def test_run_adds_a_styled_layer_in_the_mapscribe_group_and_lists_the_captions(
     output = tmp_path / "grid.gpkg"
     configure(dock, tiny_model_path, output)
     seen_progress = []
-    dock.progress.valueChanged.connect(seen_progress.append)
+    dock.form.progress.valueChanged.connect(seen_progress.append)
 
-    dock.run_button.click()
+    dock.form.run_button.click()
     task = dock.task
-    assert task is not None and dock.cancel_button.isEnabled() and not dock.run_button.isEnabled()
+    assert task is not None and dock.form.cancel_button.isEnabled()
+    assert not dock.form.run_button.isEnabled()
     assert task in QgsApplication.taskManager().tasks()
     wait_for_run(dock, task)
 
@@ -105,10 +86,10 @@ def test_run_adds_a_styled_layer_in_the_mapscribe_group_and_lists_the_captions(
     assert task.error is None and result is not None and result.stopped == "completed"
     assert (result.tiles_total, result.captioned + result.nodata) == (42, 42)
     # The progress bar moved per batch (42 tiles in batches of 8: several steps), up to 100.
-    assert len(set(seen_progress)) >= 3 and dock.progress.value() == 100
+    assert len(set(seen_progress)) >= 3 and dock.form.progress.value() == 100
     assert len(task.progress_updates) >= 3
-    assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
-    assert dock.status.text().startswith("Done: 42 tiles")
+    assert dock.form.run_button.isEnabled() and not dock.form.cancel_button.isEnabled()
+    assert dock.form.status.text().startswith("Done: 42 tiles")
 
     group = QgsProject.instance().layerTreeRoot().findGroup("MapScribe")
     assert group is not None
@@ -119,13 +100,14 @@ def test_run_adds_a_styled_layer_in_the_mapscribe_group_and_lists_the_captions(
     captioned = [caption for _, caption, status in rows if status != "nodata"]
     assert len(captioned) == result.captioned > 10
     assert all(isinstance(c, str) and len(c.split()) >= 2 for c in captioned)
-    # The style: rule-based outlines, caption labels shown only when zoomed in, map tips.
+    # The style: rule-based outlines, caption labels (an uncertain one said so), map tips.
     assert layer.renderer().type() == "RuleRenderer" and layer.labelsEnabled()
     settings = layer.labeling().settings()
-    assert settings.fieldName == "caption" and settings.autoWrapLength == 24
-    assert settings.scaleVisibility
-    # A 38.4 km tile is 160 screen pixels wide at about 1:907,000.
-    assert settings.minimumScale == pytest.approx(38_404.9 / (160 * 0.0254 / 96), rel=1e-3)
+    assert settings.isExpression and settings.autoWrapLength == 24
+    assert settings.fieldName.count('"caption"') == 2 and "(uncertain)" in settings.fieldName
+    # One level: labelled at every scale, the one the view is left at after Run included
+    # (test_describe_area.py renders it); QGIS leaves out labels that would overlap.
+    assert not settings.scaleVisibility
     assert '"caption"' in layer.mapTipTemplate() and '"score"' in layer.mapTipTemplate()
     assert "caption" in layer.displayExpression()
 
@@ -136,14 +118,15 @@ def test_run_adds_a_styled_layer_in_the_mapscribe_group_and_lists_the_captions(
 
     # The captions panel lists them, north to south and west to east.
     panel = dock.captions_panel
-    assert panel.layer is layer and panel.list.count() == 42
+    assert panel.layer is layer and len(panel.entries) == 42
+    assert panel.tree.proxy.rowCount(panel.tree.proxy.index(1, 0)) == 42  # under "Tiles"
     entries = panel.entries
     assert [(e.row, e.col) for e in entries] == [(r, c) for r in range(6) for c in range(7)]
     assert entries[1].text().startswith("Row 1, column 2: ")
 
 
 def test_keyboard_navigation_pans_copy_and_export(dock, qgis_iface, tiny_model_path,
-                                                  tmp_path):
+                                                  tmp_path, monkeypatch):
     output = tmp_path / "grid.gpkg"
     configure(dock, tiny_model_path, output)
     canvas = qgis_iface.mapCanvas()
@@ -152,27 +135,33 @@ def test_keyboard_navigation_pans_copy_and_export(dock, qgis_iface, tiny_model_p
     panel = dock.captions_panel
     dock.tabs.setCurrentWidget(panel)
     QApplication.setActiveWindow(dock)
-    panel.list.setFocus()
+    # The run is described (the regions come above the tiles) before the tree is walked.
+    assert wait_until(lambda: panel.describe_task is None and panel.description is not None,
+                      timeout_milliseconds=RUN_TIMEOUT_MS)
+    panel.tree.setFocus()
+    panel.tree.setCurrentIndex(panel.tree.proxy.index(1, 0))  # the heading "Tiles: 42, …"
     process_events()
 
     to_canvas = QgsCoordinateTransform(panel.layer.crs(), canvas.mapSettings().destinationCrs(),
                                        QgsProject.instance())
-    # Focus lands on the first tile; then the arrow keys, End and Home move through them.
-    for key, expected_row in ((None, 0), (Qt.Key_Down, 1), (Qt.Key_Down, 2), (Qt.Key_End, 41),
-                              (Qt.Key_Up, 40), (Qt.Key_Home, 0)):
-        if key is not None:
-            QTest.keyClick(panel.list, key)
-            process_events()
-        assert panel.list.currentRow() == expected_row
+    # From the tiles' heading, the arrow keys and End move through the tiles.
+    for key, expected_row in ((Qt.Key_Down, 0), (Qt.Key_Down, 1), (Qt.Key_Down, 2),
+                              (Qt.Key_End, 41), (Qt.Key_Up, 40)):
+        QTest.keyClick(panel.tree, key)
+        process_events()
+        assert panel.entries.index(panel.current_entry()) == expected_row
         entry = panel.entries[expected_row]
         centre = to_canvas.transform(entry.geometry.centroid().asPoint())
         assert canvas.center().x() == pytest.approx(centre.x(), abs=1.0)
         assert canvas.center().y() == pytest.approx(centre.y(), abs=1.0)
         assert f"tile {entry.tile_id}," in panel.details.text()
+    # Home: the top of the tree, the regions' heading (the map stays where it is).
+    QTest.keyClick(panel.tree, Qt.Key_Home)
+    assert panel.current_entry() is None and panel.details.text().startswith("Regions: ")
 
     # Copy caption: the clipboard holds the current tile's caption (a tile that has one).
     captioned_row = next(i for i, e in enumerate(panel.entries) if e.caption)
-    panel.list.setCurrentRow(captioned_row)
+    assert panel.tree.select("tile", panel.entries[captioned_row].fid)
     QTest.keyClick(panel.copy_button, Qt.Key_Space)
     assert QApplication.clipboard().text() == panel.entries[captioned_row].caption
 
@@ -189,10 +178,16 @@ def test_keyboard_navigation_pans_copy_and_export(dock, qgis_iface, tiny_model_p
         table = list(csv.DictReader(stream))
     assert len(table) == 42 and table[captioned_row]["caption"] is not None
     report = written["html"].read_text()
-    assert "<h1>Captions of RGB.byte.tif</h1>" in report and report.count("<tr data-row") == 42
+    assert "<h1>Captions of RGB.byte.tif</h1>" in report and report.count("<li id=\"tile-") == 42
     # Refused, not raised: the copy would replace its own source.
     assert panel.export("gpkg", output) is None
     assert "replace the GeoPackage it is made from" in panel.details.text()
+    # The suffix typed in the dialog wins over its filter: no HTML written into a .csv.
+    typed = tmp_path / "typed.csv"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        lambda *args, **kwargs: (str(typed), "HTML report for reading (*.html)"))
+    assert panel.export_dialog() == typed
+    assert typed.read_text().startswith("tile_id,row,col,caption")
 
 
 def test_cancel_half_way_keeps_the_tiles_and_resume_finishes_them(
@@ -203,14 +198,15 @@ def test_cancel_half_way_keeps_the_tiles_and_resume_finishes_them(
     task = dock.run()
     # Cancel once the first batch is committed.
     assert wait_until(lambda: bool(task.progress_updates), timeout_milliseconds=RUN_TIMEOUT_MS)
-    QTest.keyClick(dock.cancel_button, Qt.Key_Space)
+    QTest.keyClick(dock.form.cancel_button, Qt.Key_Space)
     wait_for_run(dock, task)
 
     result = task.result
     assert result.stopped == "cancelled" and 2 <= result.processed < 42  # whole batches of 2
     layer = layers.find_caption_layer(output, "captions")
     assert layer is not None and layer.featureCount() == result.processed
-    assert dock.resume_button.isVisible() and "Press Resume" in dock.status.text()
+    assert dock.form.resume_button.isVisible() and "Press Resume" in dock.form.status.text()
+    assert dock.form.progress.value() == 0  # the bar starts again; the status says what is kept
     warnings = qgis_iface.messageBar().get_messages(Qgis.Warning)
     assert any("stopped" in m and "Resume" in m for m in warnings)
     partial = features(layer)
@@ -224,8 +220,8 @@ def test_cancel_half_way_keeps_the_tiles_and_resume_finishes_them(
     assert layer.featureCount() == 42
     # The tiles captioned before the cancel are kept as they were.
     assert set(partial) <= set(features(layer))
-    assert not dock.resume_button.isVisible()
-    assert dock.captions_panel.list.count() == 42
+    assert not dock.form.resume_button.isVisible()
+    assert len(dock.captions_panel.entries) == 42
 
 
 def test_engine_errors_go_to_the_message_bar_and_the_log(dock, qgis_iface, tiny_model_path,
@@ -235,7 +231,7 @@ def test_engine_errors_go_to_the_message_bar_and_the_log(dock, qgis_iface, tiny_
     set_canvas(qgis_iface.mapCanvas(), "EPSG:3857", QgsRectangle(1.0e7, -4.0e6, 1.1e7, -3.9e6))
     task = wait_for_run(dock, dock.run())
     assert task.result is None and "does not overlap raster" in task.error
-    assert dock.status.text().startswith("⚠ Failed:")
+    assert dock.form.status.text().startswith("⚠ Failed:")
     critical = qgis_iface.messageBar().get_messages(Qgis.Critical)
     assert any("does not overlap" in m and "MapScribe tab of the log" in m for m in critical)
     assert any(tag == "MapScribe" and level == Qgis.Critical and "does not overlap" in text

@@ -13,17 +13,22 @@ import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from qgis.PyQt.QtCore import QCoreApplication, QPointF, QRectF, QSize, Qt
+from qgis.PyQt.QtCore import QPointF, QRectF, QSize, Qt
 from qgis.PyQt.QtGui import QColor, QPainter, QPainterPath, QPalette, QPen, QPolygonF
-from qgis.PyQt.QtWidgets import (QAbstractItemView, QHeaderView, QSizePolicy, QTableWidget,
-                                 QTableWidgetItem, QVBoxLayout, QWidget)
+from qgis.PyQt.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
+from ...model import EpochEnded
+from ..ui import tr
 
 LOGGER = logging.getLogger(__name__)
-
-
-def _tr(text: str) -> str:
-    return QCoreApplication.translate("MapScribeLiveChart", text)
 
 
 @dataclass
@@ -37,6 +42,11 @@ class EpochPoint:
     bleu4: Optional[float] = None
     cider_d: Optional[float] = None
 
+    @classmethod
+    def from_event(cls, event: EpochEnded) -> "EpochPoint":
+        """The point of an engine's EpochEnded event (or a checkpoint's history record)."""
+        return cls(event.epoch, event.train_loss, event.val_loss, event.bleu4, event.cider_d)
+
 
 @dataclass(frozen=True)
 class _Series:
@@ -49,10 +59,10 @@ class _Series:
 
 
 SERIES: Tuple[_Series, ...] = (
-    _Series("train_loss", "Train loss", 0, "#0072B2", Qt.SolidLine, "circle"),
-    _Series("val_loss", "Val loss", 0, "#D55E00", Qt.DashLine, "square"),
-    _Series("bleu4", "BLEU-4", 1, "#009E73", Qt.SolidLine, "triangle"),
-    _Series("cider_d", "CIDEr-D", 1, "#CC79A7", Qt.DashLine, "diamond"),
+    _Series("train_loss", "Train loss", 0, "#0072B2", Qt.PenStyle.SolidLine, "circle"),
+    _Series("val_loss", "Val loss", 0, "#D55E00", Qt.PenStyle.DashLine, "square"),
+    _Series("bleu4", "BLEU-4", 1, "#009E73", Qt.PenStyle.SolidLine, "triangle"),
+    _Series("cider_d", "CIDEr-D", 1, "#CC79A7", Qt.PenStyle.DashLine, "diamond"),
 )
 PANEL_TITLES = ("Loss", "Metrics (decoded validation)")
 COLUMNS = ("Epoch",) + tuple(s.label for s in SERIES)
@@ -99,25 +109,25 @@ class _ChartCanvas(QWidget):
         super().__init__(owner)
         self.owner = owner
         self.setMinimumSize(QSize(360, 170))
-        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         # The table beside it carries the numbers; the drawing itself takes no focus.
-        self.setFocusPolicy(Qt.NoFocus)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
 
-    def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+    def sizeHint(self) -> QSize:
         return QSize(560, 220)
 
-    def paintEvent(self, event) -> None:  # noqa: N802 (Qt API)
+    def paintEvent(self, event) -> None:
         painter = QPainter(self)
-        painter.setRenderHint(QPainter.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         palette = self.palette()
-        painter.fillRect(self.rect(), palette.color(QPalette.Base))
+        painter.fillRect(self.rect(), palette.color(QPalette.ColorRole.Base))
         points = self.owner.epochs()
         width = self.width() / 2.0
         try:
             for panel in (0, 1):
                 area = QRectF(panel * width, 0, width, self.height()).adjusted(4, 4, -4, -4)
                 self._panel(painter, area, panel, points, palette)
-        except Exception:  # noqa: BLE001
+        except Exception:
             # An exception escaping a Qt virtual aborts the whole of QGIS (PyQt calls qFatal);
             # the table under the chart still has every number.
             LOGGER.exception("The training chart could not be drawn")
@@ -126,13 +136,14 @@ class _ChartCanvas(QWidget):
 
     def _panel(self, painter: QPainter, area: QRectF, panel: int, points: Sequence[EpochPoint],
                palette: QPalette) -> None:
-        text = palette.color(QPalette.Text)
+        text = palette.color(QPalette.ColorRole.Text)
         metrics = painter.fontMetrics()
         line = metrics.height()
         series = [s for s in SERIES if s.panel == panel]
         painter.setPen(text)
         painter.drawText(QRectF(area.left(), area.top(), area.width(), line),
-                         Qt.AlignHCenter | Qt.AlignVCenter, _tr(PANEL_TITLES[panel]))
+                         Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter,
+                         tr(PANEL_TITLES[panel]))
         # Legend: a short line with its marker, then the name.
         x = area.left() + 4
         legend_y = area.top() + line * 1.6
@@ -142,7 +153,7 @@ class _ChartCanvas(QWidget):
             painter.drawLine(QPointF(x, legend_y), QPointF(x + 22, legend_y))
             self._marker(painter, QPointF(x + 11, legend_y), s)
             painter.setPen(text)
-            label = _tr(s.label)
+            label = tr(s.label)
             painter.drawText(QPointF(x + 26, legend_y + metrics.ascent() / 2.5), label)
             x += 34 + metrics.horizontalAdvance(label)
 
@@ -158,12 +169,12 @@ class _ChartCanvas(QWidget):
         painter.drawRect(plot)
         if not values:
             painter.setPen(text)
-            painter.drawText(plot, Qt.AlignCenter | Qt.TextWordWrap,
-                             _tr("No epoch finished yet") if not points
-                             else _tr("Not a finite number: see the table")
+            painter.drawText(plot, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                             tr("No epoch finished yet") if not points
+                             else tr("Not a finite number: see the table")
                              if any(getattr(p, s.field) is not None
                                     for p in points for s in series)
-                             else _tr("Not measured (no validation images)"))
+                             else tr("Not measured (no validation images)"))
             return
         low, high = min(values), max(values)
         if panel == 1:
@@ -185,14 +196,15 @@ class _ChartCanvas(QWidget):
             painter.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
             painter.setPen(text)
             painter.drawText(QRectF(area.left(), y - line / 2, plot.left() - area.left() - 4, line),
-                             Qt.AlignRight | Qt.AlignVCenter, f"{tick:g}")
+                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                             f"{tick:g}")
         step = max(1, math.ceil((last - first) / 8))
         for epoch in range(first, last + 1, step):  # epoch numbers under the plot
             x_pos = position(epoch, low).x()
             painter.drawText(QRectF(x_pos - 20, plot.bottom() + 2, 40, line),
-                             Qt.AlignHCenter | Qt.AlignTop, str(epoch))
+                             Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, str(epoch))
         painter.drawText(QRectF(plot.left(), plot.bottom() + line * 0.8, plot.width(), line),
-                         Qt.AlignHCenter | Qt.AlignTop, _tr("epoch"))
+                         Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, tr("epoch"))
         for s in series:
             known = [(epoch, value) for epoch, value in
                      ((p.epoch, _finite(getattr(p, s.field))) for p in points)
@@ -224,7 +236,7 @@ class _ChartCanvas(QWidget):
         else:
             painter.drawPolygon(QPolygonF([QPointF(x, y - size * 1.3), QPointF(x + size, y),
                                            QPointF(x, y + size * 1.3), QPointF(x - size, y)]))
-        painter.setBrush(Qt.NoBrush)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
 
 
 class LiveChart(QWidget):
@@ -238,17 +250,17 @@ class LiveChart(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         self.canvas = _ChartCanvas(self)
         self.canvas.setObjectName("MapScribeLiveChartCanvas")
-        self.canvas.setAccessibleName(_tr("Training chart"))
+        self.canvas.setAccessibleName(tr("Training chart"))
         self.table = QTableWidget(0, len(COLUMNS), self)
         self.table.setObjectName("MapScribeEpochTable")
-        self.table.setHorizontalHeaderLabels([_tr(c) for c in COLUMNS])
+        self.table.setHorizontalHeaderLabels([tr(c) for c in COLUMNS])
         self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setTabKeyNavigation(False)  # Tab leaves the table; arrows move inside it
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
-        self.table.setAccessibleName(_tr("Loss and metrics per epoch"))
-        self.table.setAccessibleDescription(_tr(
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setAccessibleName(tr("Loss and metrics per epoch"))
+        self.table.setAccessibleDescription(tr(
             "One row per finished epoch: train loss, validation loss, BLEU-4 and CIDEr-D."))
         self.table.setMinimumHeight(90)
         layout.addWidget(self.canvas, 3)
@@ -279,24 +291,24 @@ class LiveChart(QWidget):
         self._points.sort(key=lambda p: p.epoch)
 
     def row_text(self, point: EpochPoint) -> str:
-        return _tr("Epoch {}: train loss {}, val loss {}, BLEU-4 {}, CIDEr-D {}").format(
+        return tr("Epoch {}: train loss {}, val loss {}, BLEU-4 {}, CIDEr-D {}").format(
             point.epoch, _format(point.train_loss), _format(point.val_loss),
             _format(point.bleu4), _format(point.cider_d))
 
     def as_text(self) -> str:
         """Every epoch's numbers, one line each (what the chart shows, for reading aloud)."""
         if not self._points:
-            return _tr("No epoch finished yet.")
+            return tr("No epoch finished yet.")
         return "\n".join(self.row_text(p) for p in self._points)
 
     def _describe(self) -> None:
         if self._points:
-            summary = _tr("{} epochs. Latest: {}").format(len(self._points),
+            summary = tr("{} epochs. Latest: {}").format(len(self._points),
                                                          self.row_text(self._points[-1]))
         else:
-            summary = _tr("No epoch finished yet.")
+            summary = tr("No epoch finished yet.")
         self.canvas.setAccessibleDescription(summary)
-        self.setAccessibleName(_tr("Training progress chart"))
+        self.setAccessibleName(tr("Training progress chart"))
         self.setAccessibleDescription(summary)
         self.canvas.setToolTip(self.as_text())
 
@@ -306,7 +318,7 @@ class LiveChart(QWidget):
             cells = [str(point.epoch)] + [_format(getattr(point, s.field)) for s in SERIES]
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(row, column, item)
         if self._points:
             self.table.scrollToBottom()
