@@ -14,7 +14,8 @@ and there is no Python loop over images. Per image, the search is the classic on
    tutorial crashes there).
 
 Beam size 1 is greedy decoding. ``<start>``, ``<pad>`` and (unless allowed) ``<unk>`` are never
-generated.
+generated, and no caption repeats a word immediately ("with with") or a trigram
+(:func:`ban_repetitions`): a captioner trained on short, formulaic captions otherwise loops.
 """
 
 from __future__ import annotations
@@ -25,25 +26,8 @@ from typing import List, Optional, Sequence
 import torch
 
 from ..data.text import Vocabulary
+from .config import DecodingParams, banned_word_ids
 from .decoder import AttentionDecoder
-
-
-@dataclass(frozen=True)
-class DecodingParams:
-    beam_size: int = 3
-    max_length: int = 20          # tokens generated at most, <end> included
-    length_penalty: float = 1.0   # 0: raw total log-probability; 1: mean per token
-    allow_unknown: bool = False   # let the decoder write <unk>
-    return_attention: bool = False
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.beam_size, int) or self.beam_size < 1:
-            raise ValueError(f"beam size must be a whole number ≥ 1, not {self.beam_size!r}")
-        if not isinstance(self.max_length, int) or self.max_length < 1:
-            raise ValueError(f"maximum length must be a whole number ≥ 1, not "
-                             f"{self.max_length!r}")
-        if self.length_penalty < 0:
-            raise ValueError(f"length penalty must be ≥ 0, not {self.length_penalty!r}")
 
 
 @dataclass
@@ -62,18 +46,29 @@ class BeamResult:
                 for row, length in zip(self.tokens, self.lengths)]
 
 
-def banned_word_ids(params: DecodingParams) -> List[int]:
-    banned = [Vocabulary.pad_id, Vocabulary.start_id]
-    if not params.allow_unknown:
-        banned.append(Vocabulary.unk_id)
-    return banned
-
-
 def word_log_probs(logits: torch.Tensor, banned: Sequence[int]) -> torch.Tensor:
     """logits (N, V) → log-probabilities (N, V) in float32, banned words at −inf."""
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     log_probs[:, list(banned)] = float("-inf")
     return log_probs
+
+
+def ban_repetitions(log_probs: torch.Tensor, previous: torch.Tensor,
+                    sequences: torch.Tensor) -> None:
+    """In place: no word right after itself, and no trigram twice in one caption.
+
+    ``log_probs`` (N, V) of the next word of N hypotheses, ``previous`` (N,) their last word,
+    ``sequences`` (N, L) their words so far. A next word that would close a trigram already in
+    the caption gets −inf, as does the previous word.
+    """
+    log_probs.scatter_(1, previous.unsqueeze(1), float("-inf"))
+    if sequences.size(1) >= 3:
+        first, second = sequences[:, -2:-1], sequences[:, -1:]                # (N, 1) each
+        seen = (sequences[:, :-2] == first) & (sequences[:, 1:-1] == second)  # (N, L − 2)
+        # <pad> is banned anyway, so it stands in where nothing is.
+        repeated = torch.where(seen, sequences[:, 2:], torch.full_like(seen, Vocabulary.pad_id,
+                                                                       dtype=torch.long))
+        log_probs.scatter_(1, repeated, float("-inf"))
 
 
 def normalised_score(total: torch.Tensor, length: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -121,6 +116,8 @@ def beam_search(decoder: AttentionDecoder, features: torch.Tensor,
         rows = searched * beams
         logits, state, weights = decoder.step(words, memory, state)
         log_probs = word_log_probs(logits, banned)                            # (A·K, V)
+        if step:
+            ban_repetitions(log_probs, words, sequences.reshape(rows, step))
         vocabulary_size = log_probs.size(1)
         expanded = (scores.unsqueeze(2) + log_probs.view(searched, beams, vocabulary_size))
         best, flat_index = expanded.view(searched, -1).topk(beams, dim=1)    # (A, K) sorted
@@ -150,6 +147,7 @@ def beam_search(decoder: AttentionDecoder, features: torch.Tensor,
             done_length[image, slot] = step + 1
             done_total[image, slot] = best[local, beam]
             if history is not None:
+                assert done_attention is not None  # both exist exactly with return_attention
                 done_attention[image, slot, :step + 1] = history[local, beam]
             done_count[active] += ends.sum(dim=1)
 

@@ -4,7 +4,8 @@ It follows the description in mapscribe.model.nn.beam_search's docstring with Py
 batching, so the batched search can be checked against it: per image, keep the best
 ``K − finished`` expansions of the live hypotheses, move those ending in <end> to the finished
 list, stop when K finished or after ``max_length`` tokens, choose by total / length ** penalty,
-fall back to the best unfinished hypothesis when none finished.
+fall back to the best unfinished hypothesis when none finished. Like the engine's, it never
+puts a word right after itself and never writes a trigram twice.
 """
 
 from __future__ import annotations
@@ -13,8 +14,19 @@ from typing import List, Tuple
 
 import torch
 
-from mapscribe.model.nn.beam_search import DecodingParams, banned_word_ids, word_log_probs
 from mapscribe.model.data.text import Vocabulary
+from mapscribe.model.nn.beam_search import banned_word_ids, word_log_probs
+from mapscribe.model.nn.config import DecodingParams
+
+
+def _repeats(words: List[int], word: int) -> bool:
+    """Whether ``word`` after ``words`` repeats the last word or a trigram of ``words``."""
+    if words and words[-1] == word:
+        return True
+    if len(words) < 2:
+        return False
+    trigram = (words[-2], words[-1], word)
+    return any(tuple(words[i:i + 3]) == trigram for i in range(len(words) - 2))
 
 
 @torch.no_grad()
@@ -26,7 +38,7 @@ def reference_beam_search(decoder, features: torch.Tensor, params: DecodingParam
     # Each live hypothesis: (total, word ids so far, decoder state).
     live = [(0.0, [], state)]
     finished: List[Tuple[float, List[int]]] = []
-    for step in range(params.max_length):
+    for _ in range(params.max_length):
         expansions = []
         for total, words, hypothesis_state in live:
             previous = words[-1] if words else Vocabulary.start_id
@@ -34,6 +46,8 @@ def reference_beam_search(decoder, features: torch.Tensor, params: DecodingParam
                                                 hypothesis_state)
             log_probs = word_log_probs(logits, banned)[0]
             for word in range(log_probs.numel()):
+                if _repeats(words, word):
+                    continue
                 score = total + float(log_probs[word])
                 if score != float("-inf"):
                     expansions.append((score, words + [word], new_state))
