@@ -1,252 +1,280 @@
-"""The accessible HTML report of a captions layer: a summary, the recurring subjects, and every
-tile's caption in reading order, for screen readers and keyboards.
+"""The accessible HTML report of a captions layer, read from the overview to the details: the
+overview (the same sentences ``mapscribe describe`` gives), the regions (each linking to its
+tiles), the tiles of each region, then every tile by level in reading order, and what the
+captions come from.
+
+The page is ``resources/report/report.html`` (with ``report.css`` and ``report.js`` inlined)
+filled by :mod:`.template`, which HTML-escapes every value; this module only gathers plain
+values. It names files by their names, never by local paths. The search field is added by the
+script: without scripts the page reads the same, with no control that does nothing.
 """
 
 from __future__ import annotations
 
 import datetime
-import html
-import re
-from collections import Counter
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
 
-from ..geo.gdal_errors import quiet_gdal
-from .rows import CaptionRow, reading_order
-from .schema import STATUS_CAPTIONED, STATUS_NODATA, STATUS_UNFINISHED, CaptionLayerInfo
+from ..describe.describe import describe_layer
+from ..describe.grouping import GridFrame
+from ..describe.regions import tiles_text
+from ..describe.schema import (
+    THEMES_FROM_MODEL,
+    THEMES_FROM_WORDS,
+    Description,
+    Region,
+    TileCounts,
+)
+from ..describe.tiles import LayerTiles, Tile, read_layer_tiles, reading_rows
+from ..version import __version__
+from .geopackage import _execute, open_geopackage, quote_identifier
+from .report_text import (
+    file_name,
+    latlon_text,
+    map_units,
+    plural,
+    recurring_subjects,
+    training_text,
+)
+from .schema import CaptionLayerInfo, GridWriteError, Status
+from .template import render
 
-TOP_SUBJECTS = 10
+REPORT_DIR = Path(__file__).resolve().parents[2] / "resources" / "report"
+TEMPLATE = "report.html"
+PARTIALS = ("report.css", "report.js")
 
+STATUS_TEXT: Dict[str, str] = {
+    Status.UNFINISHED: "cut short at the maximum length",
+    Status.UNCERTAIN: "uncertain",
+}
+NO_CAPTION_TEXT: Dict[str, str] = {
+    Status.NODATA: "No caption: too little imagery (no data)",
+    Status.FAILED: "No caption: its imagery could not be read",
+}
+THEME_SOURCE_TEXT = {
+    THEMES_FROM_MODEL: "the model's theme head",
+    THEMES_FROM_WORDS: "the captions' words (the model names no themes)",
+}
 
-TOP_CAPTIONS = 5
-
-
-# Words that say little about what is on the ground: articles, prepositions, verbs that glue a
-# caption together, counts, and nouns every caption uses ("area", "image").
-_FUNCTION_WORDS = frozenset("""
-a an the and or but of in on at to with by for from into onto over under near next beside
-besides around between among along across behind above below through within without beyond
-is are was were be been being am has have had do does can could will would may might
-there here this that these those it its they their them which who whom whose what where when
-while as so very too also both each every either neither other another such than then
-one two three four five six seven eight nine ten some many several lots lot few much more most
-all any no not only just like side sides part parts kind kinds
-area areas image images picture pictures view place places scene
-located surrounded seen shown built lined arranged stand stands standing lies lie lying
-""".split())
-
-
-_WORD = re.compile(r"[a-z][a-z'-]*")
-
-
-def recurring_subjects(captions: Iterable[str], top: int = TOP_SUBJECTS
-                       ) -> List[Tuple[str, int]]:
-    """The content words found in the most captions (each caption counts a word once)."""
-    counts: Counter = Counter()
-    for caption in captions:
-        words = set(_WORD.findall(caption.lower())) - _FUNCTION_WORDS
-        counts.update(word for word in words if len(word) > 2)
-    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
-
-
-def _latlon_text(latitude: float, longitude: float) -> str:
-    return (f"{abs(latitude):.4f}° {'N' if latitude >= 0 else 'S'}, "
-            f"{abs(longitude):.4f}° {'E' if longitude >= 0 else 'W'}")
-
-
-def _plural(count: int, word: str, plural: Optional[str] = None) -> str:
-    return f"{count} {word if count == 1 else (plural or word + 's')}"
+__all__ = ["captions_html", "recurring_subjects", "report_context"]
 
 
-def _units(grid: Dict[str, Any]) -> str:
-    from osgeo import osr
-
-    srs = osr.SpatialReference()
-    with quiet_gdal():
-        try:
-            ok = srs.SetFromUserInput(str(grid.get("crs", ""))) == 0
-        except RuntimeError:
-            ok = False
-    if not ok:
-        return "map units"
-    if srs.IsGeographic():
-        return "degrees"
-    name = srs.GetLinearUnitsName() or "map units"
-    return "m" if name.lower() in ("metre", "meter", "metres", "meters") else name
+def captions_html(info: CaptionLayerInfo) -> str:
+    """The report of the captions layer ``info`` as one HTML5 document."""
+    tiles = read_layer_tiles(info)
+    description, _ = describe_layer(tiles)
+    return render(_read(TEMPLATE), report_context(tiles, description, _created_range(info)),
+                  {name: _read(name) for name in PARTIALS})
 
 
-def captions_html(info: CaptionLayerInfo, rows: Sequence[CaptionRow]) -> str:
-    """The report as one HTML5 document."""
-    e = lambda value: html.escape(str(value), quote=True)  # noqa: E731 - short local alias
-    run, grid = info.run, info.grid
-    raster = (run.get("raster") or {}).get("name", "the raster")
-    model = run.get("model") or {}
-    statuses = Counter(row.status for row in rows)
-    captioned = statuses[STATUS_CAPTIONED] + statuses[STATUS_UNFINISHED]
-    captions = [row.caption for row in rows if row.caption]
-    planned = int(grid.get("tiles", len(rows)) or len(rows))
-    missing = max(0, planned - len(rows))
-    units = _units(grid)
-    size = grid.get("tile_size_map") or [0, 0]
-    title = f"Captions of {raster}"
-    generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    from ... import __version__
-
-    out: List[str] = []
-    add = out.append
-    add("<!DOCTYPE html>")
-    add('<html lang="en">')
-    add("<head>")
-    add('<meta charset="utf-8">')
-    add('<meta name="viewport" content="width=device-width, initial-scale=1">')
-    add(f'<meta name="generator" content="MapScribe {e(__version__)}">')
-    add(f"<title>{e(title)}</title>")
-    add("<style>" + _CSS + "</style>")
-    add("</head>")
-    add("<body>")
-    add('<a class="skip" href="#tiles-heading">Skip to the table of tiles</a>')
-    add("<header>")
-    add(f"<h1>{e(title)}</h1>")
-    add(f"<p>What a machine-learning model sees in each tile of {e(raster)}, written by "
-        f"MapScribe. Captions are machine-made and can be wrong.</p>")
-    add("</header>")
-    add("<main>")
-
-    # -- summary ------------------------------------------------------------------------
-    add('<section aria-labelledby="summary-heading">')
-    add('<h2 id="summary-heading">Summary of the whole area</h2>')
-    if rows:
-        west = min(r.longitude for r in rows)
-        east = max(r.longitude for r in rows)
-        south = min(r.latitude for r in rows)
-        north = max(r.latitude for r in rows)
-        add(f"<p>The area is covered by {_plural(int(grid.get('rows', 0)), 'row')} and "
-            f"{_plural(int(grid.get('cols', 0)), 'column')} of tiles, each about "
-            f"{size[0]:,.0f} × {size[1]:,.0f} {e(units)}. Tile centres run from "
-            f"{e(_latlon_text(north, west))} in the north-west to "
-            f"{e(_latlon_text(south, east))} in the south-east.</p>")
-    add(f"<p>{_plural(captioned, 'tile')} {'has' if captioned == 1 else 'have'} a caption"
-        + (f" ({statuses[STATUS_UNFINISHED]} of them cut short at the maximum length)"
-           if statuses[STATUS_UNFINISHED] else "")
-        + f"; {_plural(statuses[STATUS_NODATA], 'tile')} "
-        f"{'holds' if statuses[STATUS_NODATA] == 1 else 'hold'} too little imagery to caption "
-        "(no data).</p>")
-    if missing:
-        add(f'<p class="note">This grid is not finished: {missing} of {planned} tiles have no '
-            "caption yet. Run <code>mapscribe caption</code> again with <code>--resume</code> "
-            "to finish it.</p>")
-    subjects = recurring_subjects(captions)
-    add('<h3 id="subjects-heading">Subjects that recur most</h3>')
-    if subjects:
-        add('<ol aria-labelledby="subjects-heading">')
-        for word, count in subjects:
-            share = count / len(captions)
-            add(f"<li>{e(word)}: in {_plural(count, 'caption')} ({share:.0%})</li>")
-        add("</ol>")
-    elif captions:
-        add("<p>The captions share no words beyond common ones such as “a” and “the”.</p>")
-    else:
-        add("<p>No caption yet.</p>")
-    common = Counter(captions).most_common(TOP_CAPTIONS)
-    add('<h3 id="captions-heading">Commonest captions</h3>')
-    if common:
-        add('<ol aria-labelledby="captions-heading">')
-        for caption, count in common:
-            add(f"<li>“{e(caption)}”: {_plural(count, 'tile')}</li>")
-        add("</ol>")
-    else:
-        add("<p>No caption yet.</p>")
-    add('<h3 id="about-heading">About these captions</h3>')
-    add("<dl>")
-    details = [
-        ("Raster", (run.get("raster") or {}).get("path", raster)),
-        ("Model", f"{model.get('name', '?')} (sha256 {str(model.get('sha256', '?'))[:12]})"),
-        ("Model trained on", _training_text(model)),
-        ("Tile size", f"{size[0]:,.0f} × {size[1]:,.0f} {units} "
-                      f"({'×'.join(str(v) for v in grid.get('tile_size', []))} pixels)"),
-        ("Tiles", f"{len(rows)} of {planned}"),
-        ("Coordinate reference system of the layer", info.srs_name),
-        ("Captioned", _created_range(rows)),
-        ("Captions file", f"{info.path.resolve()} (layer {info.layer})"),
-    ]
-    for term, value in details:
-        add(f"<dt>{e(term)}</dt><dd>{e(value)}</dd>")
-    add("</dl>")
-    add("</section>")
-
-    # -- the table ------------------------------------------------------------------------
-    add('<section aria-labelledby="tiles-heading">')
-    add('<h2 id="tiles-heading">Tiles in reading order</h2>')
-    add("<p>Row by row from north to south, and from west to east within each row. Each row "
-        "of the table is one tile; its first cell says where it sits in the grid.</p>")
-    add('<table id="tiles">')
-    add(f"<caption>{_plural(len(rows), 'tile')} of {e(raster)} with their captions, in "
-        "reading order</caption>")
-    add("<thead><tr>"
-        '<th scope="col">Tile (grid row, column)</th>'
-        '<th scope="col">Caption</th>'
-        '<th scope="col">Status</th>'
-        '<th scope="col">Centre (latitude, longitude)</th>'
-        '<th scope="col">Score (mean log-probability)</th>'
-        '<th scope="col">Tile ID</th>'
-        "</tr></thead>")
-    add("<tbody>")
-    for group in reading_order(rows):
-        for row in group:
-            if row.status == STATUS_NODATA:
-                caption = "<em>No caption: too little imagery (no data)</em>"
-            else:
-                caption = e(row.caption) if row.caption else "<em>(empty caption)</em>"
-            score = "" if row.score is None else f"{row.score:.2f}"
-            add(f'<tr data-row="{row.row}" data-col="{row.col}">'
-                f'<th scope="row">Row {row.row + 1}, column {row.col + 1}</th>'
-                f"<td>{caption}</td><td>{e(_status_text(row.status))}</td>"
-                f"<td>{e(_latlon_text(row.latitude, row.longitude))}</td>"
-                f"<td>{score}</td><td>{row.tile_id}</td></tr>")
-    add("</tbody>")
-    add("</table>")
-    add("</section>")
-    add("</main>")
-    add("<footer>")
-    add(f"<p>Generated {e(generated)} by MapScribe {e(__version__)} from "
-        f"{e(info.path.name)}.</p>")
-    add("</footer>")
-    add("</body>")
-    add("</html>")
-    return "\n".join(out) + "\n"
-
-
-def _status_text(status: str) -> str:
-    return {STATUS_CAPTIONED: "captioned", STATUS_UNFINISHED: "cut short",
-            STATUS_NODATA: "no data"}.get(status, status)
-
-
-def _training_text(model: Dict[str, Any]) -> str:
-    data = model.get("trained_on") or "unknown data"
-    images = model.get("training_images")
-    resolution = model.get("ground_resolution_m")
-    text = f"{data}" + (f", {images} images" if images else "")
-    if resolution:
-        text += f", about {resolution:g} m per pixel"
+def _read(name: str) -> str:
+    text = (REPORT_DIR / name).read_text(encoding="utf-8")
+    if name.endswith((".css", ".js")) and ("</style" in text.lower()
+                                             or "</script" in text.lower()):
+        raise ValueError(f"{REPORT_DIR / name} would end its own <style> or <script>")
     return text
 
 
-def _created_range(rows: Sequence[CaptionRow]) -> str:
-    stamps = sorted(r.created for r in rows if r.created)
-    if not stamps:
-        return "not yet"
-    return stamps[0] if stamps[0] == stamps[-1] else f"{stamps[0]} to {stamps[-1]}"
+def report_context(tiles: LayerTiles, description: Description, created: str = "") -> Dict:
+    """The plain values the report's template is filled with."""
+    info = tiles.info
+    raster = file_name((info.run.get("raster") or {}).get("name"), "the raster")
+    counts = description.counts
+    finest = tiles.at_level(tiles.finest)
+    frames = {level: GridFrame(tiles.at_level(level)) for level in tiles.levels
+              if tiles.at_level(level)}
+    captions = [tile.caption for tile in finest if tile.caption]
+    subjects = recurring_subjects(captions)
+    pyramid = len(tiles.levels) > 1
+    return {
+        "version": __version__,
+        "title": f"Captions of {raster}",
+        "raster": raster,
+        "gpkg": info.path.name,
+        "generated": datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M UTC"),
+        "overview": description.text,
+        "counts": _counts_text(counts, pyramid),
+        "unfinished": counts.missing > 0,
+        "missing": counts.missing,
+        "planned": counts.planned,
+        "notes": list(description.notes),
+        "has_notes": bool(description.notes),
+        "theme_source": THEME_SOURCE_TEXT.get(
+            description.theme_source,
+            "the model's theme head, and the captions' words where it names none"),
+        "regions": [_region(region, tiles, frames) for region in description.regions],
+        "has_regions": bool(description.regions),
+        "no_regions": _no_regions(counts),
+        "pyramid": pyramid,
+        "levels": [_level(level, tiles, frames) for level in tiles.levels if level in frames],
+        "extent": _extent(finest),
+        "subjects": [{"word": word, "captions": plural(count, "caption"),
+                      "share": f"{count / len(captions):.0%}"} for word, count in subjects],
+        "has_subjects": bool(subjects),
+        "no_subjects": ("The captions share no words beyond common ones such as “a” and "
+                        "“the”." if captions else "No caption yet."),
+        "details": [{"term": term, "value": value}
+                    for term, value in _details(info, description, raster, created)],
+    }
 
 
-_CSS = """
-body{font-family:system-ui,sans-serif;line-height:1.5;margin:0 auto;max-width:70rem;
-padding:1rem;color:#111;background:#fff}
-a.skip{position:absolute;left:-10000px}
-a.skip:focus{position:static}
-table{border-collapse:collapse;width:100%}
-caption{text-align:left;font-weight:bold;padding:.5rem 0}
-th,td{border:1px solid #555;padding:.3rem .5rem;text-align:left;vertical-align:top}
-thead th{background:#e8e8e8}
-tbody th{font-weight:normal;white-space:nowrap}
-.note{border-left:4px solid #a60;padding-left:.5rem}
-:focus{outline:3px solid #05c}
-""".replace("\n", "")
+# --------------------------------------------------------------------------------------------
+# Pieces
+# --------------------------------------------------------------------------------------------
+def _counts_text(counts: TileCounts, pyramid: bool) -> str:
+    captioned = counts.with_caption
+    parts = [f"{plural(captioned, 'tile')} {'has' if captioned == 1 else 'have'} a caption"]
+    inner = []
+    if counts.unfinished:
+        inner.append(f"{counts.unfinished} of them cut short at the maximum length")
+    if counts.uncertain:
+        inner.append(f"{counts.uncertain} of them uncertain: the model is not confident "
+                     "about them")
+    if inner:
+        parts[0] += f" ({'; '.join(inner)})"
+    parts.append(f"{plural(counts.nodata, 'tile')} {'holds' if counts.nodata == 1 else 'hold'} "
+                 "too little imagery to caption (no data)")
+    if counts.failed:
+        parts.append(f"{plural(counts.failed, 'tile')} could not be read")
+    where = "At the finest level, " if pyramid else ""
+    text = "; ".join(parts)
+    return (where + text if where else text[:1].upper() + text[1:]) + "."
+
+
+def _no_regions(counts: TileCounts) -> str:
+    if counts.with_caption == 0:
+        return "No region: no tile has a caption."
+    if counts.captioned == 0:
+        return "No region: every captioned tile is uncertain."
+    return "No region: no theme could be told from the captions."
+
+
+def _place(tile: Tile, frame: Optional[GridFrame]) -> Dict[str, int]:
+    """Row and column numbers as people read them: row 1 is the northernmost, column 1 the
+    westernmost, whichever way the raster's grid runs."""
+    if frame is None:
+        return {"row": tile.row + 1, "column": tile.col + 1}
+    row = (tile.row - frame.row_min if frame.rows_run_south else frame.row_max - tile.row)
+    col = (tile.col - frame.col_min if frame.cols_run_east else frame.col_max - tile.col)
+    return {"row": row + 1, "column": col + 1}
+
+
+def _tile_text(tile: Tile) -> str:
+    if tile.status in NO_CAPTION_TEXT:
+        return NO_CAPTION_TEXT[tile.status]
+    text = " ".join((tile.caption or "").split()) or "(empty caption)"
+    if tile.status in STATUS_TEXT:
+        text += f" ({STATUS_TEXT[tile.status]})"
+    return text
+
+
+def _region(region: Region, tiles: LayerTiles, frames: Dict[int, GridFrame]) -> Dict:
+    by_id = {tile.tile_id: tile for tile in tiles.at_level(region.level)}
+    frame = frames.get(region.level)
+    items = []
+    for tile_id in region.tile_ids:
+        tile = by_id[tile_id]
+        place = _place(tile, frame)
+        items.append({"tile_id": tile_id, "text": _tile_text(tile),
+                      "place": f"Row {place['row']}, column {place['column']}"})
+    return {"region_id": region.region_id, "theme": region.theme,
+            "phrase": region.position.phrase, "sentence": region.sentence,
+            "tile_count": tiles_text(region.tile_count),
+            "tiles_id": f"region-{region.region_id}-tiles", "tiles": items}
+
+
+def _level(level: int, tiles: LayerTiles, frames: Dict[int, GridFrame]) -> Dict:
+    members = tiles.at_level(level)
+    frame = frames[level]
+    rows = []
+    for group in reading_rows(members):
+        number = _place(group[0], frame)["row"]
+        rows.append({"level": level, "number": number, "count": frame.rows, "tiles": [
+            {"anchor": f"tile-{level}-{tile.tile_id}", "level": level, "row": tile.row,
+             "col": tile.col, "tile_id": tile.tile_id,
+             "column": _place(tile, frame)["column"], "text": _tile_text(tile)}
+            for tile in group]})
+    if len(tiles.levels) == 1:
+        heading = f"All {tiles_text(len(members))}" if len(members) > 1 else "The only tile"
+    else:
+        what = []
+        if len(members) == 1:
+            what.append("the whole area")
+        if level == tiles.finest:
+            what.append("the finest")
+        heading = (f"Level {level}{' (' + ', '.join(what) + ')' if what else ''}: "
+                   f"{tiles_text(len(members))}")
+    return {"level": level, "heading": heading, "rows": rows}
+
+
+def _extent(tiles: Sequence[Tile]) -> str:
+    if not tiles:
+        return ""
+    west, east = min(t.longitude for t in tiles), max(t.longitude for t in tiles)
+    south, north = min(t.latitude for t in tiles), max(t.latitude for t in tiles)
+    return (f"Tile centres run from {latlon_text(north, west)} in the north-west to "
+            f"{latlon_text(south, east)} in the south-east.")
+
+
+def _details(info: CaptionLayerInfo, description: Description, raster: str, created: str
+             ) -> List[tuple]:
+    run, grid = info.run, info.grid
+    model = run.get("model") or {}
+    units = map_units(grid)
+    size = grid.get("tile_size_map") or [0, 0]
+    pixels = "×".join(str(v) for v in grid.get("tile_size", []))
+    details = [
+        ("Raster", raster),
+        ("Model", f"{file_name(model.get('name'), '?')} "
+                  f"(sha256 {str(model.get('sha256') or '?')[:12]})"),
+        ("Model trained on", training_text(model)),
+        ("Themes from", THEME_SOURCE_TEXT.get(description.theme_source,
+                                              description.theme_source)),
+        ("Tile size", f"{size[0]:,.0f} × {size[1]:,.0f} {units}"
+                      + (f" ({pixels} pixels)" if pixels else "")),
+        ("Tiles", f"{description.counts.total} of {description.counts.planned}"
+                  if description.counts.planned else str(description.counts.total)),
+        ("Uncertain tiles", str(description.counts.uncertain)),
+        ("Coordinate reference system of the layer", info.srs_name),
+        ("Captioned", created or "not yet"),
+        ("Captions file", f"{info.path.name} (layer {info.layer})"),
+    ]
+    if len(description.levels) > 1:
+        details.insert(5, ("Levels", f"{len(description.levels)}, from 0 (the coarsest) to "
+                                     f"{description.levels[-1]} (the finest)"))
+    return details + _imagery_details(run.get("source") or {})
+
+
+def _imagery_details(source: Dict[str, Any]) -> List[tuple]:
+    """Where the imagery came from (a web service: which, at what zoom) and its credit line,
+    which the provider's terms usually ask to be shown wherever the imagery is used."""
+    details = []
+    kind = str(source.get("kind") or "file")
+    if kind != "file":
+        text = f"{kind.upper()} {source.get('location', '')}"
+        if isinstance(source.get("zoom"), int):
+            text += f", zoom {source['zoom']}"
+        if isinstance(source.get("ground_resolution_m"), (int, float)):
+            text += f", about {source['ground_resolution_m']:.2g} m per pixel"
+        details.append(("Imagery", text))
+    if source.get("attribution"):
+        details.append(("Imagery credit", str(source["attribution"])))
+    return details
+
+
+def _created_range(info: CaptionLayerInfo) -> str:
+    dataset = open_geopackage(info.path, update=False)
+    if dataset is None:
+        return ""
+    try:
+        table = quote_identifier(info.layer)
+        rows = _execute(dataset, f"SELECT min(created), max(created) FROM {table}")
+    except GridWriteError:  # a date is a detail: a layer without one still gets its report
+        return ""
+    finally:
+        dataset = None
+    if not rows or not rows[0][0]:
+        return ""
+    first, last = (str(value) for value in rows[0])
+    return first if first == last else f"{first} to {last}"

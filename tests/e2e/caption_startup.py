@@ -12,13 +12,18 @@ import sys
 # QGIS runs this file with exec(), without __file__: the test names this folder.
 sys.path.insert(0, os.environ["MAPSCRIBE_E2E_DIR"])
 
-from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform,  # noqa: E402
-                       QgsProject, QgsRectangle)
-from qgis.PyQt.QtCore import Qt  # noqa: E402
-from qgis.PyQt.QtTest import QTest  # noqa: E402
-from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QToolBar  # noqa: E402
-from qgis.utils import iface  # noqa: E402
-from qgis_steps import SHOTS, Wait, checks, run_steps  # noqa: E402
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsProject,
+    QgsRectangle,
+)
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtTest import QTest
+from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QToolBar
+from qgis.utils import iface
+
+from qgis_steps import SHOTS, Wait, checks, run_steps
 
 RASTER = os.environ["MAPSCRIBE_E2E_RASTER"]
 MODEL = os.environ["MAPSCRIBE_E2E_MODEL"]
@@ -69,18 +74,19 @@ def step_configure():
     layer = state["raster"]
     checks["dock_visible"] = dock.isVisible()
     checks["engine_ready"] = dock.engine_ready
-    dock.raster_combo.setLayer(layer)
+    dock.form.raster_combo.setLayer(layer)
     dock.select_model(MODEL)
-    checks["model_info"] = dock.model_info.text()
-    dock.area_combo.setCurrentIndex(dock.area_combo.findData("extent"))
+    checks["model_info"] = dock.form.model_info.text()
+    dock.form.area_combo.setCurrentIndex(dock.form.area_combo.findData("extent"))
     state["tile_size"] = TILE_PIXELS * layer.rasterUnitsPerPixelX()
-    dock.tile_size.setValue(state["tile_size"])
-    dock.batch_size.setValue(4)
-    dock.beam.setValue(2)
-    dock.device_combo.setCurrentIndex(dock.device_combo.findData("cpu"))
+    dock.form.tile_size.setValue(state["tile_size"])
+    dock.form.batch_size.setValue(4)
+    dock.form.beam.setValue(2)
+    dock.form.device_combo.setCurrentIndex(dock.form.device_combo.findData("cpu"))
     dock.set_output_path(OUTPUT)
-    checks["devices"] = [dock.device_combo.itemText(i) for i in range(dock.device_combo.count())]
-    checks["tile_info"] = dock.tile_info.text()
+    devices = dock.form.device_combo
+    checks["devices"] = [devices.itemText(i) for i in range(devices.count())]
+    checks["tile_info"] = dock.form.tile_info.text()
     checks["canvas_extent"] = _rect(iface.mapCanvas().extent())
     checks["canvas_crs"] = iface.mapCanvas().mapSettings().destinationCrs().authid()
     checks["raster_extent"] = _rect(layer.extent())
@@ -92,9 +98,9 @@ def step_screenshot_dock():
 
 def step_click_run():
     dock = _dock()
-    QTest.mouseClick(dock.run_button, Qt.LeftButton)  # the user's click
+    QTest.mouseClick(dock.form.run_button, Qt.LeftButton)  # the user's click
     checks["running_after_click"] = dock.is_running()
-    checks["status_after_click"] = dock.status.text()
+    checks["status_after_click"] = dock.form.status.text()
     checks["canvas_crs_at_run"] = iface.mapCanvas().mapSettings().destinationCrs().authid()
     checks["canvas_extent_at_run"] = _rect(iface.mapCanvas().extent())
 
@@ -107,10 +113,10 @@ def _run_over():
 def step_results():
     dock = _dock()
     task = dock.last_task
-    checks["status"] = dock.status.text()
+    checks["status"] = dock.form.status.text()
     checks["task_error"] = task.error
     checks["progress_updates"] = len(task.progress_updates)
-    checks["progress_bar"] = dock.progress.value()
+    checks["progress_bar"] = dock.form.progress.value()
     if task.result is None:
         return
     checks["result"] = {"stopped": task.result.stopped, "tiles": task.result.tiles_total,
@@ -138,21 +144,30 @@ def step_results():
     checks["tile_size"] = state["tile_size"]
 
 
+def _tile_rows(panel):
+    """The rows under the tree's last heading (the tiles), as the view shows them."""
+    proxy = panel.tree.proxy
+    group = proxy.index(proxy.rowCount() - 1, 0)
+    return [proxy.index(row, 0, group) for row in range(proxy.rowCount(group))]
+
+
 def step_open_captions():
     dock = _dock()
     dock.tabs.setCurrentWidget(dock.captions_panel)
     panel = dock.captions_panel
-    checks["panel_rows"] = panel.list.count()
-    checks["panel_first_items"] = [panel.list.item(i).text() for i in range(min(3, panel.list.count()))]
+    rows = _tile_rows(panel)
+    checks["panel_rows"] = len(rows)
+    checks["panel_first_items"] = [row.data() for row in rows[:3]]
     iface.mainWindow().activateWindow()
-    panel.list.setFocus(Qt.TabFocusReason)
+    panel.tree.setFocus(Qt.TabFocusReason)
+    panel.tree.setCurrentIndex(rows[0])
     checks["center_before_keys"] = [iface.mapCanvas().center().x(), iface.mapCanvas().center().y()]
 
 
 def _press(key):
     def step():
         panel = _dock().captions_panel
-        QTest.keyClick(panel.list, key)
+        QTest.keyClick(panel.tree, key)
     step.__name__ = f"press_{int(key)}"
     return step
 
@@ -164,7 +179,7 @@ def step_after_keys():
     to_canvas = QgsCoordinateTransform(panel.layer.crs(), canvas.mapSettings().destinationCrs(),
                                        QgsProject.instance())
     centre = to_canvas.transform(entry.geometry.centroid().asPoint())
-    checks["current_row"] = panel.list.currentRow()
+    checks["current_row"] = panel.tree.currentIndex().row()
     checks["current_text"] = entry.text()
     checks["tile_centre_in_canvas_crs"] = [centre.x(), centre.y()]
     checks["canvas_center"] = [canvas.center().x(), canvas.center().y()]
