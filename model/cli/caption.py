@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List
+from typing import Any, List
 
 from .. import (
     CANCELLED,
@@ -189,7 +189,7 @@ def _caption(args: argparse.Namespace) -> int:
         # Under torchrun rank 0 speaks for the job: it meets the same bad input, names any
         # other rank that fails, and its exit status is the job's; the others only exit.
         try:
-            with StopOnCtrlC("mapscribe caption") as stop:
+            with _QuietStop("mapscribe caption") as stop:
                 caption_raster(_caption_params(args), None, stop)
         except RankStoppedError:
             return EXIT_OK
@@ -217,6 +217,16 @@ def _caption(args: argparse.Namespace) -> int:
                          "same command with --resume (instead of --overwrite).\n")
         return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+class _QuietStop(StopOnCtrlC):
+    """Ctrl-C in a rank but 0: the same stop after the batch in hand, without a word (torchrun
+    passes the signal to every rank; rank 0 says it once)."""
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
 
 
 def _describe_run(result: CaptionRasterResult) -> None:

@@ -1,0 +1,5 @@
+"""``python -m mapscribe …`` (and ``torchrun … -m mapscribe caption …``): the command line."""
+
+from .model.cli.main import main
+
+raise SystemExit(main())
