@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 # The zip's top level inside mapscribe/: what QGIS needs at run time and nothing else.
-RUNTIME_TOP_LEVEL = {"metadata.txt", "__init__.py", "LICENSE", "README.md",
+RUNTIME_TOP_LEVEL = {"metadata.txt", "__init__.py", "__main__.py", "LICENSE", "README.md",
                      "model", "plugin", "resources"}
 # In the repository for `make demo`, not in the zip (the Makefile's PACKAGE_EXCLUDE).
 NOT_IN_ZIP = ("resources/sample/",)

@@ -103,6 +103,7 @@ class MapScribeDock(QgsDockWidget):
         self._estimate_timer = QTimer(self)
         self._estimate_timer.setSingleShot(True)
         self._estimate_timer.setInterval(400)
+        self._estimate_timer.timeout.connect(lambda: self.info.describe_view(self.raster_layer()))
         self._estimate_timer.timeout.connect(self.refresh_tile_preview)
         if canvas is not None:
             canvas.extentsChanged.connect(self._estimate_timer.start)

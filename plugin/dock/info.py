@@ -71,6 +71,11 @@ class InfoLines:
                              crs=crs.authid() or crs.description()))
         self.form.set_tile_units(units)
 
+    def describe_view(self, layer: Optional[QgsRasterLayer]) -> None:
+        """The view moved: a web layer's ground resolution at the view is said again."""
+        if layer is not None and layer.providerType() == "wms":
+            self.describe_raster(layer)
+
     def read_model(self) -> None:
         """Read the chosen model's header and show its description (or what is wrong)."""
         self.header, self.model_problem = None, None

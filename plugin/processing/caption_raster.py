@@ -188,6 +188,16 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
             self.STOPPED, tr("How the run ended (completed or cancelled)")))
 
     # -- main thread -------------------------------------------------------------------------
+    def checkParameterValues(self, parameters, context):
+        """A layer MapScribe cannot read is refused before the run, in the dialog too."""
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is not None:
+            try:
+                layer_image_source(layer)
+            except ParameterError as error:
+                return False, tr("Input raster: {error}").format(error=error)
+        return super().checkParameterValues(parameters, context)
+
     def prepareAlgorithm(self, parameters, context, feedback):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:

@@ -72,14 +72,14 @@ def captioned(qgis_process, tiny_model_path, tmp_path_factory) -> dict:
                             OUTPUT=out)
 
 
-def test_the_provider_lists_four_algorithms(qgis_process):
+def test_the_provider_lists_its_five_algorithms(qgis_process):
     done = qgis_process("--json", "list")
     assert done.returncode == 0, done.stderr
     provider = json.loads(done.stdout)["providers"]["mapscribe"]
     assert provider["name"] == "MapScribe"
     assert sorted(provider["algorithms"]) == [
-        "mapscribe:caption_raster", "mapscribe:evaluate_captioner", "mapscribe:export_captions",
-        "mapscribe:train_captioner"]
+        "mapscribe:caption_raster", "mapscribe:describe_captions", "mapscribe:evaluate_captioner",
+        "mapscribe:export_captions", "mapscribe:train_captioner"]
 
 
 def test_caption_raster(captioned):
