@@ -86,6 +86,11 @@ def report_context(tiles: LayerTiles, description: Description, created: str = "
     captions = [tile.caption for tile in finest if tile.caption]
     subjects = recurring_subjects(captions)
     pyramid = len(tiles.levels) > 1
+    # The run's own notes first (e.g. imagery coarser than the model was trained on), then
+    # what describing found.
+    run_notes = info.run.get("notes")
+    notes = [str(note)[:500] for note in run_notes[:20]] if isinstance(run_notes, list) else []
+    notes += [note for note in description.notes if note not in notes]
     return {
         "version": __version__,
         "title": f"Captions of {raster}",
@@ -98,8 +103,8 @@ def report_context(tiles: LayerTiles, description: Description, created: str = "
         "unfinished": counts.missing > 0,
         "missing": counts.missing,
         "planned": counts.planned,
-        "notes": list(description.notes),
-        "has_notes": bool(description.notes),
+        "notes": notes,
+        "has_notes": bool(notes),
         "theme_source": THEME_SOURCE_TEXT.get(
             description.theme_source,
             "the model's theme head, and the captions' words where it names none"),

@@ -169,3 +169,19 @@ def test_caption_describes_the_grid_at_the_end_unless_told_not_to(tiny_model_pat
     dataset = ogr.Open(str(other))
     assert dataset.GetLayerByName("regions") is None
     dataset = None
+
+
+def test_the_resolution_note_reaches_the_summary_the_metadata_and_the_report(tiny_model_path,
+                                                                             tmp_path, capsys):
+    # RGB.byte.tif has 300 m pixels: the tiny model, trained at 0.3 m, sees them ~1000× coarser.
+    out = tmp_path / "coarse.gpkg"
+    assert main(["caption", str(RGB_BYTE), "--tile-size", "256", "--tile-size-unit", "pixels",
+                 "--beam", "1", "--max-length", "8", "--device", "cpu", "--model",
+                 str(tiny_model_path), "--out", str(out), "--no-describe"]) == 0
+    printed = capsys.readouterr()
+    note = re.search(r"imagery \d+× coarser than the model was trained on",
+                     printed.out + printed.err)
+    assert note, printed
+    assert main(["export", str(out), "--format", "html", "--out", str(tmp_path / "r.html")]) == 0
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert note.group(0) in html
