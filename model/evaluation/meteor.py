@@ -81,10 +81,12 @@ def find_meteor() -> MeteorSetup:
     """
     configured = os.environ.get(METEOR_JAR_ENV)
     if configured:
-        jar: Optional[Path] = Path(configured).expanduser()
-        if not jar.is_file():
-            return MeteorSetup(None, jar, f"{METEOR_JAR_ENV} names {str(jar)!r}, which is "
-                               f"not a file: point it at {METEOR_JAR_NAME} or unset it")
+        configured_jar = Path(configured).expanduser()
+        if not configured_jar.is_file():
+            return MeteorSetup(None, configured_jar, f"{METEOR_JAR_ENV} names "
+                               f"{str(configured_jar)!r}, which is not a file: point it at "
+                               f"{METEOR_JAR_NAME} or unset it")
+        jar: Optional[Path] = configured_jar
     else:
         jar = _packaged_meteor_jar()
         if jar is None:
