@@ -47,7 +47,8 @@ def export_layer(layer: QgsVectorLayer, fmt: str, out_path: Path) -> Path:
                 src=gpkg, dst=out_path, error=error)) from None
         return out_path
     try:
-        return export_captions(gpkg, fmt, out_path, layer=name or None).path
+        # The save dialog has asked before a file is replaced: people allowed it there.
+        return export_captions(gpkg, fmt, out_path, layer=name or None, overwrite=True).path
     except MapScribeError as error:
         raise CaptionsExportError(str(error)) from None
 

@@ -81,7 +81,8 @@ class ExportCaptionsAlgorithm(MapScribeAlgorithm):
                                _is_temporary(parameters.get(self.OUTPUT)))
         reporter = FeedbackReporter(feedback)
         with engine_errors(tr("Export captions")), engine_log_to(reporter):
-            result = export_captions(self._gpkg, fmt, out, layer=self._layer)
+            # Processing replaces its outputs (its dialogs warn first), as every algorithm does.
+            result = export_captions(self._gpkg, fmt, out, layer=self._layer, overwrite=True)
         feedback.setProgress(100)
         feedback.pushInfo(tr("Wrote {tiles} tiles as {fmt} to {path}").format(
             tiles=result.tiles, fmt=fmt, path=result.path))

@@ -468,6 +468,15 @@ def test_export_each_format(provider, caption_grid, tmp_path):
     assert (tmp_path / "captions.csv").read_text().startswith("tile_id,row,col,caption")
 
 
+def test_export_replaces_the_file_people_chose_as_processing_outputs_do(provider, caption_grid,
+                                                                       tmp_path):
+    out = tmp_path / "notes.csv"
+    out.write_text("a file people wrote themselves\n")
+    run("mapscribe:export_captions", {"INPUT": caption_grid["OUTPUT"], "FORMAT": "csv",
+                                      "OUTPUT": str(out)})
+    assert out.read_text().startswith("tile_id,row,col,caption")
+
+
 def test_export_refuses_a_suffix_that_contradicts_the_format(provider, caption_grid, tmp_path):
     with pytest.raises(QgsProcessingException, match=r"does not fit the format csv.*\.csv"):
         run("mapscribe:export_captions", {"INPUT": caption_grid["OUTPUT"], "FORMAT": "csv",
