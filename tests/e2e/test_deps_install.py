@@ -98,7 +98,7 @@ def test_caption_install_in_qgis_without_torch_or_onnxruntime_then_caption_the_e
     form, viewport, needed = checks["form_width"]
     assert form <= viewport and needed <= viewport, ("the panel is wider than the dock",
                                                      checks["form_width"], context)
-    assert checks["model_info"].startswith("EfficientNet-Lite0 + LSTM, 508 words"), context
+    assert checks["model_info"].startswith("EfficientNet-Lite0 + LSTM, 1114 words"), context
     assert checks["choice"] == "caption", context
     assert "about 30 MB to download" in checks["caption_text"], context
     # The Caption choice, from the index pip is configured with: well under a minute.

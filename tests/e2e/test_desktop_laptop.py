@@ -41,8 +41,8 @@ def test_run_is_on_a_1366_by_768_screen_without_scrolling(tmp_path, artifacts_di
         assert seen["inside_window"] and seen["inside_screen"], (button, seen, context)
     assert not checks["run_in_scroll_area"], context
     assert checks["form_width"][0] <= checks["form_width"][1], context  # nothing cut off
-    assert checks["model_info"] == ("EfficientNet-Lite0 + LSTM, 508 words, trained on UCM + "
-                                    "RSICD at ~0.5 m; RSICD test BLEU-4 0.38"), context
+    assert checks["model_info"] == ("EfficientNet-Lite0 + LSTM, 1114 words, trained on UCM + "
+                                    "RSICD at ~0.5 m; RSICD test BLEU-4 0.45"), context
     assert checks["estimate"].startswith("Run will caption "), context
     assert " tiles with PyTorch on the CPU: about " in checks["estimate"], context
     assert run.python_problems() == [], "Python errors/warnings in QGIS's message log" + context

@@ -31,8 +31,8 @@ def test_estimates_come_from_the_measured_speeds():
 
 def test_the_default_model_in_one_line_and_counts_as_integers():
     header = read_header(DEFAULT_MODEL)
-    assert header.summary() == ("EfficientNet-Lite0 + LSTM, 508 words, trained on UCM + RSICD "
-                                "at ~0.5 m; RSICD test BLEU-4 0.38")
+    assert header.summary() == ("EfficientNet-Lite0 + LSTM, 1114 words, trained on UCM + RSICD "
+                                "at ~0.5 m; RSICD test BLEU-4 0.45")
     card = header.describe()
     assert "images 210, beam 3" in card and "images 1094, beam 3" in card
     assert ".000" not in card.split("ucm-captions test:")[1]

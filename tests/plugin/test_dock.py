@@ -531,7 +531,7 @@ def test_without_torch_the_dock_shows_what_is_missing_instead_of_run(tmp_path):
     assert "run visible: True" in out  # Run stays in sight, and says what to do
     assert "status: ⚠ Install the missing Python packages first" in out
     # The model is described all the same: its header needs no package.
-    assert "model info: EfficientNet-Lite0 + LSTM, 508 words" in out
+    assert "model info: EfficientNet-Lite0 + LSTM, 1114 words" in out
 
 
 def test_every_alt_shortcut_of_a_tab_leads_to_one_control(dock):
@@ -622,12 +622,12 @@ def test_the_default_tile_shown_is_the_engine_s_on_every_crs(dock, tiny_model_pa
 def test_the_default_model_in_one_line_and_its_card_with_integers(dock):
     assert Path(dock.model_path()) == REPO / "resources" / "default.mscap"
     assert dock.form.model_info.text() == (
-        "EfficientNet-Lite0 + LSTM, 508 words, trained on UCM + RSICD at ~0.5 m; "
-        "RSICD test BLEU-4 0.38")
+        "EfficientNet-Lite0 + LSTM, 1114 words, trained on UCM + RSICD at ~0.5 m; "
+        "RSICD test BLEU-4 0.45")
     card = dock.form.model_info.accessibleDescription()
     # Counts read as counts, scores with their decimals.
     assert "images 210, beam 3" in card and "images 1094, beam 3" in card
-    assert "210.000" not in card and "BLEU-4 0.385" in card
+    assert "210.000" not in card and "BLEU-4 0.448" in card
 
 
 def test_before_run_the_dock_says_how_many_tiles_and_how_long(dock, tiny_model_path):
@@ -714,6 +714,6 @@ def test_without_torch_but_with_onnxruntime_the_dock_captions_with_onnx(tmp_path
     assert seen["runtime"] == "onnx" and not seen["torch"], seen
     assert seen["devices"][0].startswith("Automatic") and seen["devices"][-1].startswith("CPU")
     assert "with ONNX Runtime (torch is not installed) on the CPU: about" in seen["estimate"]
-    assert seen["model"].startswith("EfficientNet-Lite0 + LSTM, 508 words")
+    assert seen["model"].startswith("EfficientNet-Lite0 + LSTM, 1114 words")
     assert seen["device"].startswith("cpu (ONNX Runtime "), seen
     assert seen["captioned"] >= 1 and seen["status"].startswith("Done:"), seen
