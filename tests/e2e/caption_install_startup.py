@@ -25,19 +25,17 @@ import qgis.utils
 from qgis.core import QgsCoordinateTransform, QgsProject, QgsRectangle
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtTest import QTest
-from qgis.PyQt.QtWidgets import QDockWidget, QToolBar
 from qgis.utils import iface
 
+from dock_steps import click_toolbar_button
+from dock_steps import dock as _dock
+from dock_steps import run_over as _run_over
 from qgis_steps import SHOTS, Wait, checks, run_steps
 
 RASTER = os.environ["MAPSCRIBE_E2E_RASTER"]
 OUTPUT = os.environ["MAPSCRIBE_E2E_OUTPUT"]
 RASTERIO_WHEEL = os.environ.get("MAPSCRIBE_E2E_RASTERIO_WHEEL") == "1"
 state = {}
-
-
-def _dock():
-    return iface.mainWindow().findChild(QDockWidget, "MapScribeDock")
 
 
 def step_before():
@@ -50,9 +48,7 @@ def step_before():
 
 
 def step_open_dock():
-    toolbar = iface.mainWindow().findChild(QToolBar, "MapScribeToolbar")
-    action = next(a for a in toolbar.actions() if a.objectName() == "mapscribeAction")
-    toolbar.widgetForAction(action).click()  # a real click on the toolbar button
+    click_toolbar_button()
 
 
 def step_panel():
@@ -123,11 +119,6 @@ def step_configure_and_run():
     iface.mainWindow().grab().save(str(SHOTS / (state["prefix"] + "-ready.png")))
     QTest.mouseClick(dock.form.run_button, Qt.LeftButton)
     checks["running_after_click"] = dock.is_running()
-
-
-def _run_over():
-    dock = _dock()
-    return dock.last_task is not None and not dock.is_running()
 
 
 def step_results():

@@ -20,9 +20,13 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtTest import QTest
-from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QToolBar
+from qgis.PyQt.QtWidgets import QApplication
 from qgis.utils import iface
 
+from dock_steps import canvas_idle as _canvas_idle
+from dock_steps import captions_layer, click_toolbar_button, mapscribe_layers
+from dock_steps import dock as _dock
+from dock_steps import run_over as _run_over
 from qgis_steps import SHOTS, Wait, checks, run_steps
 
 RASTER = os.environ["MAPSCRIBE_E2E_RASTER"]
@@ -30,10 +34,6 @@ MODEL = os.environ["MAPSCRIBE_E2E_MODEL"]
 OUTPUT = os.environ["MAPSCRIBE_E2E_OUTPUT"]
 TILE_PIXELS = 128
 state = {}
-
-
-def _dock():
-    return iface.mainWindow().findChild(QDockWidget, "MapScribeDock")
 
 
 def _rect(rect):
@@ -64,9 +64,7 @@ def step_web_mercator_middle():
 
 
 def step_open_dock():
-    toolbar = iface.mainWindow().findChild(QToolBar, "MapScribeToolbar")
-    action = next(a for a in toolbar.actions() if a.objectName() == "mapscribeAction")
-    toolbar.widgetForAction(action).click()  # a real click on the toolbar button
+    click_toolbar_button()
 
 
 def step_configure():
@@ -105,11 +103,6 @@ def step_click_run():
     checks["canvas_extent_at_run"] = _rect(iface.mapCanvas().extent())
 
 
-def _run_over():
-    dock = _dock()
-    return dock.last_task is not None and not dock.is_running()
-
-
 def step_results():
     dock = _dock()
     task = dock.last_task
@@ -121,12 +114,11 @@ def step_results():
         return
     checks["result"] = {"stopped": task.result.stopped, "tiles": task.result.tiles_total,
                         "captioned": task.result.captioned, "nodata": task.result.nodata}
-    project = QgsProject.instance()
-    group = project.layerTreeRoot().findGroup("MapScribe")
-    checks["group_layers"] = [node.layer().name() for node in group.findLayers()] if group else []
-    if not group or not group.findLayers():
+    layers = mapscribe_layers()
+    checks["group_layers"] = [layer.name() for layer in layers]
+    layer = captions_layer(layers)
+    if layer is None:
         return
-    layer = group.findLayers()[0].layer()
     state["captions"] = layer
     features = list(layer.getFeatures())
     checks["features"] = [{"tile_id": f["tile_id"], "status": f["status"],
@@ -138,7 +130,8 @@ def step_results():
     checks["map_tip"] = layer.mapTipTemplate()
     # What the canvas showed at Run, in the layer's (raster's) CRS, computed by QGIS.
     canvas = iface.mapCanvas()
-    to_layer = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), layer.crs(), project)
+    to_layer = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), layer.crs(),
+                                      QgsProject.instance())
     shown = to_layer.transformBoundingBox(QgsRectangle(*checks["canvas_extent"]))
     checks["shown_in_layer_crs"] = _rect(shown.intersect(state["raster"].extent()))
     checks["tile_size"] = state["tile_size"]
@@ -200,10 +193,6 @@ def step_map_screenshot():
     _dock().grab().save(str(SHOTS / "desktop-captions-panel.png"))
     iface.mapCanvas().grab().save(str(SHOTS / "desktop-captioned-canvas.png"))
     checks["scale_for_screenshot"] = iface.mapCanvas().scale()
-
-
-def _canvas_idle():
-    return not iface.mapCanvas().isDrawing()
 
 
 def _after_flashes():

@@ -13,17 +13,15 @@ import sys
 sys.path.insert(0, os.environ["MAPSCRIBE_E2E_DIR"])
 
 from qgis.PyQt.QtCore import QPoint, QRect
-from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QToolBar
+from qgis.PyQt.QtWidgets import QApplication
 from qgis.utils import iface
 
+from dock_steps import click_toolbar_button
+from dock_steps import dock as _dock
 from qgis_steps import SHOTS, Wait, checks, run_steps
 
 RASTER = os.environ["MAPSCRIBE_E2E_RASTER"]
 state = {}
-
-
-def _dock():
-    return iface.mainWindow().findChild(QDockWidget, "MapScribeDock")
 
 
 def step_load_and_open():
@@ -31,9 +29,7 @@ def step_load_and_open():
     window.move(0, 0)  # Xvfb has no window manager to place it
     window.showMaximized()
     state["raster"] = iface.addRasterLayer(RASTER, "RGB.byte")
-    toolbar = window.findChild(QToolBar, "MapScribeToolbar")
-    action = next(a for a in toolbar.actions() if a.objectName() == "mapscribeAction")
-    toolbar.widgetForAction(action).click()
+    click_toolbar_button()
 
 
 def _on_screen(widget) -> dict:

@@ -14,9 +14,12 @@ sys.path.insert(0, os.environ["MAPSCRIBE_E2E_DIR"])
 from qgis.core import QgsProject, QgsRasterLayer, QgsRectangle
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtTest import QTest
-from qgis.PyQt.QtWidgets import QDockWidget, QToolBar
 from qgis.utils import iface
 
+from dock_steps import canvas_idle as _canvas_idle
+from dock_steps import captions_layer, click_toolbar_button, mapscribe_layers
+from dock_steps import dock as _dock
+from dock_steps import run_over as _run_over
 from qgis_steps import SHOTS, Wait, checks, run_steps
 
 URL = os.environ["MAPSCRIBE_E2E_XYZ"]
@@ -24,10 +27,6 @@ EXTENT = [float(value) for value in os.environ["MAPSCRIBE_E2E_EXTENT"].split(","
 MODEL = os.environ["MAPSCRIBE_E2E_MODEL"]
 OUTPUT = os.environ["MAPSCRIBE_E2E_OUTPUT"]
 state = {}
-
-
-def _dock():
-    return iface.mainWindow().findChild(QDockWidget, "MapScribeDock")
 
 
 def step_add_xyz_layer():
@@ -48,9 +47,7 @@ def step_view_the_mosaic():
 
 
 def step_open_dock():
-    toolbar = iface.mainWindow().findChild(QToolBar, "MapScribeToolbar")
-    action = next(a for a in toolbar.actions() if a.objectName() == "mapscribeAction")
-    toolbar.widgetForAction(action).click()
+    click_toolbar_button()
 
 
 def step_configure():
@@ -73,11 +70,6 @@ def step_click_run():
     checks["running_after_click"] = _dock().is_running()
 
 
-def _run_over():
-    dock = _dock()
-    return dock.last_task is not None and not dock.is_running()
-
-
 def step_results():
     dock = _dock()
     task = dock.last_task
@@ -90,10 +82,9 @@ def step_results():
                         "captioned": result.captioned, "nodata": result.nodata,
                         "failed": result.failed,
                         "notes": list(result.notes), "network": dict(result.network)}
-    group = QgsProject.instance().layerTreeRoot().findGroup("MapScribe")
-    layers = [node.layer() for node in group.findLayers()] if group else []
+    layers = mapscribe_layers()
     checks["group_layers"] = [layer.name() for layer in layers]
-    captions = next((layer for layer in layers if "regions" not in layer.name()), None)
+    captions = captions_layer(layers)
     if captions is not None:
         checks["captions"] = [feature["caption"] or None for feature in captions.getFeatures()]
 
@@ -101,10 +92,6 @@ def step_results():
 def step_map_screenshot():
     iface.mainWindow().grab().save(str(SHOTS / "desktop-xyz-captioned.png"))
     checks["raster_info_after"] = _dock().form.raster_info.text()
-
-
-def _canvas_idle():
-    return not iface.mapCanvas().isDrawing()
 
 
 run_steps([
