@@ -103,6 +103,11 @@ def step_click_run():
     checks["canvas_extent_at_run"] = _rect(iface.mapCanvas().extent())
 
 
+def _described():
+    panel = _dock().captions_panel
+    return panel.describer.task is None and panel.description is not None
+
+
 def step_results():
     dock = _dock()
     task = dock.last_task
@@ -116,6 +121,7 @@ def step_results():
                         "captioned": task.result.captioned, "nodata": task.result.nodata}
     layers = mapscribe_layers()
     checks["group_layers"] = [layer.name() for layer in layers]
+    checks["captions_layers"] = sum(layer.fields().indexOf("tile_id") >= 0 for layer in layers)
     layer = captions_layer(layers)
     if layer is None:
         return
@@ -207,6 +213,8 @@ run_steps([
     Wait(lambda: _dock().engine_ready, 60_000, "the dock's engine check"),
     step_configure, step_screenshot_dock, step_click_run,
     Wait(_run_over, 120_000, "the captioning task"),
+    # After a finished run the Captions tab describes the area and adds its regions layer.
+    Wait(_described, 60_000, "the description of the captioned area"),
     step_results, step_open_captions,
     _press(Qt.Key_Down), _press(Qt.Key_Down), _press(Qt.Key_Down), step_after_keys,
     Wait(_after_flashes, 30_000, "the canvas to be drawn and the tile flashes to end"),

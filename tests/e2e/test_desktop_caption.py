@@ -70,8 +70,9 @@ def test_caption_the_visible_extent_from_the_dock(tmp_path, artifacts_dir, model
     assert job["stopped"] == "completed" and 4 <= job["tiles"] < 42, context
     assert checks["progress_bar"] == 100 and checks["progress_updates"] >= 1, context
     assert checks["status"].startswith("Done:"), context
-    assert len(checks["group_layers"]) == 1, (
-        "no layer (or several) in the MapScribe group" + context)
+    # The captions layer, once, and the regions layer that describing the area added.
+    assert checks["captions_layers"] == 1 and len(checks["group_layers"]) == 2, (
+        "not one captions layer and its regions layer in the MapScribe group" + context)
     features = checks["features"]
     assert len(features) == job["tiles"], context
     captioned = [f for f in features if f["status"] != "nodata"]
