@@ -1,5 +1,5 @@
 """``python -m mapscribe …`` (and ``torchrun … -m mapscribe caption …``): the command line."""
 
-from .model.cli.main import main
+from .model.cli.main import exit_with, main
 
-raise SystemExit(main())
+exit_with(main())

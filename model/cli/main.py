@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from typing import Callable, List, Optional
+from typing import Callable, List, NoReturn, Optional
 
 from ..errors import MapScribeError
 from .caption import add_caption_commands
@@ -79,5 +80,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_BUG
 
 
+def exit_with(code: int) -> NoReturn:
+    """End the process with ``code``. A process of a torchrun job that used torch.distributed
+    ends without Python's finalisation: gloo's worker threads may still be releasing the
+    tensors of the last collective call, and one that needs the interpreter while it shuts
+    down aborts the process (SIGABRT, "terminate called without an active exception") after
+    the job is done, which torchrun reports as a failure. Everything is written and closed by
+    now; only the output streams and log handlers are flushed."""
+    if "torch.distributed" in sys.modules and os.environ.get("WORLD_SIZE", "1") != "1":
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -279,3 +279,20 @@ def test_leftover_parts_merged_on_resume_removed_on_overwrite_else_named(referen
     stranger.unlink()
     settle_leftover_parts(out, "captions", resume=False, overwrite=True)
     assert leftover_parts(out) == [] and out.exists()
+
+
+@pytest.mark.parametrize("world_size, finalised", [("2", False), ("1", True)])
+def test_a_rank_ends_without_python_finalisation(world_size, finalised):
+    """gloo's threads may still release the last collective's tensors while Python shuts down,
+    which aborted a finished rank now and then (SIGABRT): a torchrun rank skips finalisation,
+    its output flushed; one process ends as usual."""
+    script = ("import atexit, torch.distributed\n"
+              "from mapscribe.model.cli.main import exit_with\n"
+              "atexit.register(lambda: print('finalised'))\n"
+              "print('flushed', end='')\n"
+              "exit_with(3)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env={**ENV, "WORLD_SIZE": world_size})
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.startswith("flushed")
+    assert ("finalised" in done.stdout) == finalised
