@@ -86,6 +86,13 @@ def add_caption_commands(commands: argparse._SubParsersAction) -> None:
     caption.add_argument("--overlap-unit", choices=OVERLAP_UNITS,
                          default=default(CaptionRasterParams, "overlap_unit"),
                          help="unit of --overlap (default percent of the tile)")
+    caption.add_argument("--levels", metavar="N|auto",
+                         default=str(default(CaptionRasterParams, "levels")),
+                         help="caption pyramid: besides the detail tiles, coarser levels whose "
+                              "tiles each cover 2 × 2 of the level below, up to one tile for "
+                              "the whole area; auto (default) stops where the model would see "
+                              "the ground more than 8× coarser than it was trained at; 1: the "
+                              "detail tiles alone")
     caption.add_argument("--bands", metavar="R,G,B",
                          default=",".join(map(str, default(CaptionRasterParams, "bands").bands)),
                          help="raster bands shown to the model as red, green, blue, or one "
@@ -181,7 +188,8 @@ def _caption_params(args: argparse.Namespace) -> CaptionRasterParams:
         beam_size=args.beam, max_length=args.max_length, device=args.device,
         runtime=args.runtime, layer=args.layer,
         output_crs=args.out_crs, overwrite=args.overwrite, resume=args.resume,
-        max_invalid_fraction=args.nodata_threshold, distributed=args.distributed)
+        max_invalid_fraction=args.nodata_threshold, distributed=args.distributed,
+        levels=args.levels)
 
 
 def _caption(args: argparse.Namespace) -> int:
@@ -261,10 +269,17 @@ def summary_lines(result: CaptionRasterResult) -> List[str]:
              + f" — {done} tiles in {_duration(result.seconds)}"
              + (f" (captioning at {result.tiles_per_second:.2f} tiles/s)" if done else "")
              + (f" on {result.device}" if result.device else "")]
+    levels = result.level_tiles if len(result.level_tiles) > 1 else []
     lines.append(f"Grid: {result.grid_rows} rows × {result.grid_cols} columns, "
-                 f"{result.tiles_total} tiles of {result.tile_size_pixels[0]}×"
-                 f"{result.tile_size_pixels[1]} px ({result.tile_size_map[0]:.6g} × "
-                 f"{result.tile_size_map[1]:.6g} map units); layer CRS {result.crs}")
+                 f"{levels[-1] if levels else result.tiles_total} tiles of "
+                 f"{result.tile_size_pixels[0]}×{result.tile_size_pixels[1]} px "
+                 f"({result.tile_size_map[0]:.6g} × {result.tile_size_map[1]:.6g} map units); "
+                 f"layer CRS {result.crs}")
+    if levels:
+        lines.append(f"Caption pyramid: {len(levels)} levels of "
+                     f"{', '.join(f'{count:,}' for count in levels)} tiles (level 0, the "
+                     f"coarsest, first); {result.tiles_total:,} tiles in all"
+                     + (f"; {result.levels_reason}" if result.levels_reason else ""))
     lines.append(f"Written to {result.output} (layer '{result.layer}')"
                  + (f", merged from the part files of {result.world_size} torchrun ranks"
                     if result.world_size > 1 else ""))

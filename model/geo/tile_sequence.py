@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass
-from typing import AbstractSet, Iterable, Iterator, List, Optional, Sequence, Tuple, Union, overload
+from typing import (
+    AbstractSet,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    Union,
+    overload,
+)
 
 from affine import Affine
 from rasterio.windows import Window
@@ -27,6 +38,10 @@ class TileWindow:
     window: Window  # in raster pixels; may extend past the raster when is_edge
     bounds: Tuple[float, float, float, float]  # (left, bottom, right, top), raster CRS
     is_edge: bool  # the window sticks out of the raster: read boundless, filled with nodata
+    # In a caption pyramid (geo.pyramid): 0 = the coarsest level, and the tile of the next
+    # coarser level that covers this one (None at level 0). A grid of one level: 0 and None.
+    level: int = 0
+    parent_id: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,14 @@ class GridLayout:
     raster_width: int
     raster_height: int
 
+    @property
+    def tile_count(self) -> int:
+        return self.rows * self.cols
+
+    def tile_id_at(self, index: int) -> int:
+        """The id of the ``index``-th tile in reading order (rows, then columns)."""
+        return index
+
     def tile(self, tile_id: int) -> TileWindow:
         row, col = divmod(int(tile_id), self.cols)
         width, height = self.tile_size
@@ -54,18 +77,31 @@ class GridLayout:
                                    or row_off + height > self.raster_height))
 
 
-class TileSequence(Sequence[TileWindow]):
-    """The tiles of a grid in tile_id order (rows north to south as stored, west to east),
-    made when asked for: ``len()``, indexing, slicing (a list) and iteration work as on a
-    list. ``ids`` None: every tile of the ``rows × cols`` grid; else the ids kept."""
+class TileLayout(Protocol):
+    """What places the tiles of a sequence: one grid (:class:`GridLayout`) or a caption
+    pyramid (:class:`~.pyramid.PyramidLayout`)."""
 
-    def __init__(self, layout: GridLayout, ids: Optional[Iterable[int]] = None):
+    @property
+    def tile_count(self) -> int: ...
+
+    def tile_id_at(self, index: int) -> int: ...
+
+    def tile(self, tile_id: int) -> TileWindow: ...
+
+
+class TileSequence(Sequence[TileWindow]):
+    """The tiles of a grid in reading order (for one grid, tile_id order: rows north to south
+    as stored, west to east), made when asked for: ``len()``, indexing, slicing (a list) and
+    iteration work as on a list. ``ids`` None: every tile of the layout; else the ids kept,
+    in reading order."""
+
+    def __init__(self, layout: TileLayout, ids: Optional[Iterable[int]] = None):
         self.layout = layout
         self._ids: Optional[array] = None if ids is None else array("q", ids)
 
     def __len__(self) -> int:
         if self._ids is None:
-            return self.layout.rows * self.layout.cols
+            return self.layout.tile_count
         return len(self._ids)
 
     @overload
@@ -85,12 +121,12 @@ class TileSequence(Sequence[TileWindow]):
             index += count
         if not 0 <= index < count:
             raise IndexError(f"tile index {index} out of range (0–{count - 1})")
-        return index if self._ids is None else int(self._ids[index])
+        return self.layout.tile_id_at(index) if self._ids is None else int(self._ids[index])
 
     def tile_ids(self) -> Iterator[int]:
         """The tile ids, in order, without making the tiles."""
         if self._ids is None:
-            return iter(range(len(self)))
+            return map(self.layout.tile_id_at, range(len(self)))
         return iter(self._ids)
 
     def __iter__(self) -> Iterator[TileWindow]:
@@ -104,5 +140,4 @@ class TileSequence(Sequence[TileWindow]):
         return TileSequence(self.layout, (i for i in self.tile_ids() if i not in done))
 
     def __repr__(self) -> str:
-        return (f"TileSequence({len(self)} tiles of a {self.layout.rows} × {self.layout.cols} "
-                "grid)")
+        return f"TileSequence({len(self)} tiles of {self.layout!r})"

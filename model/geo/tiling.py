@@ -47,18 +47,12 @@ log = logging.getLogger(__name__)
 # Below this many pixels a side a tile is mostly resampling artefacts, and such a size is almost
 # always a unit mistake (metres given where pixels were meant, or the reverse).
 MIN_TILE_PIXELS = 4
-
-
 # Above this many pixels a side a tile is almost always a unit mistake too, and reading it
 # would take the source's full resolution for one model input.
 MAX_TILE_PIXELS = 16_384
-
-
 # The most tiles one run plans (rows × columns before polygons leave any out): about 9 hours
 # at 30 tiles a second on a laptop's CPU. Larger areas are captioned a part at a time.
 MAX_TILES = 1_000_000
-
-
 # Points added along each edge of a bounding box before reprojecting it (rasterio's default).
 DENSIFY_POINTS = 21
 
@@ -147,6 +141,7 @@ class TileGrid:
     area_bounds: Tuple[float, float, float, float]  # the clipped area, raster CRS
     skipped: int  # tiles of the rows × cols grid left out because they miss every polygon
     grid_signature: str = field(default="")
+    levels: int = 1  # a caption pyramid (geo.pyramid): tiles holds every level's
 
     def __len__(self) -> int:
         return len(self.tiles)
@@ -222,7 +217,7 @@ def plan_tiles(raster: RasterInfo, area: AreaOfInterest, params: TileGridParams)
 def grid_placement(grid: TileGrid) -> Dict[str, Any]:
     """Everything that places the tiles, as plain JSON values (the raster's path is left out
     on purpose, so a moved raster still resumes)."""
-    return {
+    placement: Dict[str, Any] = {
         "crs": grid.crs,
         "transform": [float(v) for v in list(grid.transform)[:6]],
         "raster_size": [grid.raster_width, grid.raster_height],
@@ -233,6 +228,9 @@ def grid_placement(grid: TileGrid) -> Dict[str, Any]:
         "cols": grid.cols,
         "tile_ids": _ids_digest(grid.tiles.tile_ids()),
     }
+    if grid.levels > 1:  # one level places its tiles as versions before pyramids did
+        placement["levels"] = grid.levels
+    return placement
 
 
 def _ids_digest(ids: Iterable[int]) -> str:

@@ -114,7 +114,9 @@ def _caption(params: CaptionRasterParams, progress: Optional[ProgressCallback], 
         skipped_existing=skipped, seconds=0.0, tiles_per_second=0.0,
         device="", grid_signature=grid.grid_signature, grid_rows=grid.rows,
         grid_cols=grid.cols, tile_size_pixels=grid.tile_size, tile_size_map=grid.tile_size_map,
-        crs="", model=job.model_label, notes=list(job.notes))
+        crs="", model=job.model_label, notes=list(job.notes),
+        level_tiles=list(job.grid_description.get("level_tiles") or [len(grid.tiles)]),
+        levels_reason=str(job.run["tiling"].get("levels_reason") or ""))
     if job.source is not None:
         result.source, result.attribution = job.source.source.describe(), job.source.attribution
 

@@ -13,7 +13,9 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from ..errors import MapScribeError
 from ..geo.areas import AreaOfInterest, WholeRaster
+from ..geo.errors import TilingError
 from ..geo.http_fetch import NetworkParams
+from ..geo.pyramid import LEVELS_AUTO, parse_levels
 from ..geo.read_plan import BandMapping, ReadParams
 from ..geo.sources import ImageSource, as_image_source
 from ..geo.tiling import TileGridParams
@@ -46,6 +48,10 @@ class CaptionRasterParams:
     ``zoom``: for a web service, the zoom level (WMTS: the index of the tile matrix, WMS: of the
     resolution) instead of the one closest to the model's resolution. ``network``: how web
     sources are fetched (cache, rate cap, retries, threads).
+
+    ``levels``: the caption pyramid (:mod:`..geo.pyramid`): 'auto' captions coarser levels up
+    to one tile for the whole area or to the coarsest ground resolution the model can read;
+    a number asks for that many levels; 1 captions the detail grid alone.
     """
 
     raster: Union[str, Path, ImageSource]
@@ -70,6 +76,7 @@ class CaptionRasterParams:
     queue_depth: int = ReadParams.queue_depth
     zoom: Optional[int] = None
     network: NetworkParams = NetworkParams()
+    levels: Union[int, str] = LEVELS_AUTO
     # One rank of a torchrun job (also when torchrun started several processes): this
     # process captions its share of the tiles (jobs.caption_distributed).
     distributed: bool = False
@@ -89,6 +96,10 @@ class CaptionRasterParams:
                                   f"{self.runtime!r}.")
         if isinstance(self.bands, str):
             object.__setattr__(self, "bands", BandMapping.parse(self.bands))
+        try:
+            object.__setattr__(self, "levels", parse_levels(self.levels))
+        except TilingError as error:
+            raise CaptioningError(str(error)) from None
         if self.overwrite and self.resume:
             raise CaptioningError("overwrite and resume exclude each other: overwrite starts "
                                   "again from nothing, resume continues the layer that is "
@@ -150,6 +161,9 @@ class CaptionRasterResult:
     # A torchrun job: rank 0's result counts every rank's tiles; the others return their own.
     rank: int = 0
     world_size: int = 1
+    level_tiles: List[int] = field(default_factory=list)  # tiles planned per level, coarsest
+    # first (one number: no pyramid)
+    levels_reason: str = ""  # why levels 'auto' stopped before one tile for the whole area
 
     @property
     def processed(self) -> int:

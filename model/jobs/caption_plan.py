@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..geo.areas import AreaOfInterest, BoundingBox, PolygonArea
 from ..geo.open_source import OpenedSource, open_source
+from ..geo.pyramid import LEVELS_AUTO, LevelsRequest, choose_levels, level_counts, with_levels
 from ..geo.raster_info import RasterInfo
 from ..geo.read_plan import BandMapping, ReadParams, ReadPlan
 from ..geo.sources import ImageSource
@@ -86,6 +87,7 @@ def _prepare(params: CaptionRasterParams) -> _Job:
         srs_from_user_input(params.output_crs)  # an unknown CRS fails now, not after loading
     grid = plan_tiles(raster, params.area, _tile_params(
         header, params.tile_size, params.tile_size_unit, params.overlap, params.overlap_unit))
+    grid, level_notes, level_reason = _with_levels(grid, header, params.levels)
     bands = params.bands if isinstance(params.bands, BandMapping) else BandMapping.parse(
         params.bands)
     read_params = ReadParams(bands=bands, output_size=header.config.input_size,
@@ -95,10 +97,11 @@ def _prepare(params: CaptionRasterParams) -> _Job:
     model_sha256 = _file_sha256(Path(params.model))
     model_label = f"{Path(params.model).name} (sha256 {model_sha256[:12]})"
     grid_description = describe_grid(grid)
-    notes = list(read_plan.notes) + source.notes + _resolution_notes(grid, header)
+    notes = list(read_plan.notes) + source.notes + _resolution_notes(grid, header) + level_notes
     for note in notes[len(read_plan.notes):]:
         log.warning("%s", note)
     run = _run_metadata(params, raster, header, grid, read_plan, model_sha256)
+    run["tiling"]["levels_reason"] = level_reason
     _record_source(run, source)
     run["notes"] = list(notes)  # for the report and the panel, not only the log
 
@@ -141,26 +144,40 @@ class TilePreview:
     tile_size_metres: Tuple[float, float]    # on the ground, at the area's centre
     crs: str                                 # the raster's CRS, the CRS of tile_size_map
     notes: Tuple[str, ...]                   # e.g. the model sees the ground too coarse
+    level_tiles: Tuple[int, ...] = ()        # tiles per pyramid level, coarsest first
 
 
 def preview_tiles(raster: Union[str, Path, ImageSource], model: Union[str, Path],
                   area: AreaOfInterest, tile_size: Optional[float] = None,
                   tile_size_unit: str = "map", overlap: float = 0.0,
-                  overlap_unit: str = "percent", zoom: Optional[int] = None) -> TilePreview:
+                  overlap_unit: str = "percent", zoom: Optional[int] = None,
+                  levels: LevelsRequest = LEVELS_AUTO) -> TilePreview:
     """The tile grid :func:`~.caption.caption_raster` would use for these parameters (None
-    tile size: the model's default, its input size × its training ground resolution). A web
+    tile size: the model's default, its input size × its training ground resolution); ``tiles``
+    counts every level of the caption pyramid ``levels`` asks for. A web
     service is planned at the zoom a run would choose, without fetching a tile (a WMS or WMTS's
     capabilities are read)."""
     header = read_header(model)
     params = CaptionRasterParams(raster=raster, model=model, output="preview.gpkg", area=area,
-                                 tile_size=tile_size, tile_size_unit=tile_size_unit, zoom=zoom)
+                                 tile_size=tile_size, tile_size_unit=tile_size_unit, zoom=zoom,
+                                 levels=levels)
     source = _open_source(params, header, probe=False)
     info = source.info
     grid = plan_tiles(info, area, _tile_params(header, tile_size, tile_size_unit, overlap,
                                                overlap_unit))
+    grid, level_notes, _ = _with_levels(grid, header, levels)
     return TilePreview(len(grid.tiles), grid.rows, grid.cols, grid.tile_size,
                        grid.tile_size_map, grid.tile_size_metres, grid.crs,
-                       tuple(source.notes + _resolution_notes(grid, header)))
+                       tuple(source.notes + _resolution_notes(grid, header) + level_notes),
+                       tuple(level_counts(grid)))
+
+
+def _with_levels(grid: TileGrid, header: ModelHeader, levels: LevelsRequest
+                 ) -> Tuple[TileGrid, List[str], str]:
+    """The grid with its caption pyramid's coarser levels (geo.pyramid), the warnings about
+    them, and why 'auto' stopped where it did."""
+    plan = choose_levels(grid, levels, header.config.input_size, header.ground_resolution_m)
+    return with_levels(grid, plan.levels), list(plan.notes), plan.reason
 
 
 def _tile_params(header: ModelHeader, tile_size: Optional[float], tile_size_unit: str,
@@ -178,6 +195,7 @@ def describe_grid(grid: TileGrid) -> Dict[str, Any]:
         "signature": grid.grid_signature,
         **grid_placement(grid),
         "tiles": len(grid.tiles),
+        "level_tiles": level_counts(grid),
         "tile_size_map": [float(v) for v in grid.tile_size_map],
         "area_bounds": [float(v) for v in grid.area_bounds],
     }
@@ -266,7 +284,8 @@ def _run_metadata(params: CaptionRasterParams, raster: RasterInfo, header: Model
                   "ground_resolution_m": header.ground_resolution_m,
                   "trained_on": training.get("dataset"), "training_images": training.get("images")},
         "area": _area_description(params.area),
-        "tiling": {"tile_size_pixels": list(grid.tile_size),
+        "tiling": {"tile_size_pixels": list(grid.tile_size), "levels": grid.levels,
+                   "requested_levels": params.levels,
                    "tile_size_map": [float(v) for v in grid.tile_size_map],
                    "step_pixels": list(grid.step), "overlap_pixels": list(grid.overlap),
                    "requested": {"tile_size": params.tile_size,

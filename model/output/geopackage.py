@@ -33,7 +33,10 @@ _GRID_LABELS = {
     "origin": "first tile's pixel offset", "tile_size": "tile size (px)", "step": "tile step (px)",
     "rows": "grid rows", "cols": "grid columns", "tiles": "number of tiles",
     "tile_ids": "set of tiles (the area or polygons)",
+    "levels": "caption pyramid levels (--levels)",
 }
+# What a key missing from a grid description means (grids of one level do not store it).
+_GRID_DEFAULTS = {"levels": 1}
 
 
 def open_geopackage(path: Path, update: bool):
@@ -274,7 +277,8 @@ def describe_grid_differences(stored: Mapping[str, Any], current: Mapping[str, A
     file, [32, 32] now'."""
     differences = []
     for key, label in _GRID_LABELS.items():
-        old, new = stored.get(key), current.get(key)
+        old = stored.get(key, _GRID_DEFAULTS.get(key))
+        new = current.get(key, _GRID_DEFAULTS.get(key))
         if key == "transform" and old is not None and new is not None:
             same = len(old) == len(new) and all(abs(a - b) <= 1e-9 * max(1.0, abs(a))
                                                 for a, b in zip(old, new))

@@ -63,6 +63,7 @@ GRID_FIELDS: Dict[str, Tuple[str, Callable[[Any], bool]]] = {
     "area_bounds": ("four numbers", _numbers(4)),
     "transform": ("six numbers", _numbers(6)),
     "tile_ids": ("text", _text),
+    "levels": ("a whole number", _optional(_whole)),
 }
 
 RUN_SECTIONS = ("raster", "model", "area", "tiling", "decoding", "source")

@@ -55,8 +55,8 @@ STATUSES = tuple(status.value for status in Status)
 
 # (name, OGR type name, subtype name, width); widths only where the values are bounded.
 FIELDS: Tuple[Tuple[str, str, str, int], ...] = (
-    ("tile_id", "OFTInteger64", "OFSTNone", 0),   # row * grid cols + col, stable across runs
-    ("row", "OFTInteger", "OFSTNone", 0),          # grid row, 0 = the raster's first pixel row
+    ("tile_id", "OFTInteger64", "OFSTNone", 0),   # unique, stable across runs (geo.pyramid)
+    ("row", "OFTInteger", "OFSTNone", 0),          # row in its level's grid, 0 = the north
     ("col", "OFTInteger", "OFSTNone", 0),
     ("caption", "OFTString", "OFSTNone", 0),       # NULL for nodata tiles
     ("score", "OFTReal", "OFSTNone", 0),           # mean token log-probability; NULL for nodata
@@ -70,9 +70,13 @@ FIELDS: Tuple[Tuple[str, str, str, int], ...] = (
     ("theme_probability", "OFTReal", "OFSTNone", 0),
     ("confidence", "OFTReal", "OFSTNone", 0),      # calibrated: the chance its theme is right
     ("reason", "OFTString", "OFSTNone", 0),        # why a 'failed' tile's imagery was not read
+    # The caption pyramid (geo.pyramid): one layer holds every level, 0 = the coarsest; a
+    # tile's parent is the tile of the next coarser level that covers it (NULL at level 0).
+    ("level", "OFTInteger", "OFSTNone", 0),
+    ("parent_id", "OFTInteger64", "OFSTNone", 0),
 )
 # Fields later versions added: a layer written before them gains them when a run resumes it.
-ADDED_FIELDS = ("theme", "theme_probability", "confidence", "reason")
+ADDED_FIELDS = ("theme", "theme_probability", "confidence", "reason", "level", "parent_id")
 
 
 FIELD_NAMES = tuple(name for name, *_ in FIELDS)

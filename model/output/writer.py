@@ -157,6 +157,11 @@ class GridLayerWriter:
         feature.SetField("status", str(record.status))
         feature.SetField("valid_fraction", float(record.valid_fraction))
         feature.SetField("is_edge", int(bool(tile.is_edge)))
+        feature.SetField("level", int(tile.level))
+        if tile.parent_id is None:
+            feature.SetFieldNull("parent_id")
+        else:
+            feature.SetField("parent_id", int(tile.parent_id))
         feature.SetField("model", self.model_label)
         for name in ("theme", "theme_probability", "confidence", "reason"):
             value = getattr(record, name)

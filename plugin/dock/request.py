@@ -140,7 +140,13 @@ def tile_preview_text(preview: TilePreview, raster_name: str, units: str, *,
               "{gw:.0f} × {gh:.0f} m on the ground.").format(
                   w=width, h=height, name=raster_name, mw=map_w, mh=map_h, units=units,
                   gw=ground_w, gh=ground_h)
-    if whole_raster:
+    levels = preview.level_tiles
+    if whole_raster and len(levels) > 1:
+        text += " " + tr("The whole raster takes {n} tiles, and {coarse} more in {k} coarser "
+                         "levels for the overview.").format(n=levels[-1],
+                                                            coarse=preview.tiles - levels[-1],
+                                                            k=len(levels) - 1)
+    elif whole_raster:
         text += " " + tr("The whole raster takes {n} tiles.").format(n=preview.tiles)
     if trained_resolution_m:
         text += " " + tr("The model was trained on {res:g} m per pixel, at tiles of {size:g} "

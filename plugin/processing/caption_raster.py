@@ -73,8 +73,8 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
         "Describes a raster in words: covers it (or an extent, or polygons) with a grid of "
         "tiles aligned to its pixels, captions every tile with a MapScribe model, and writes "
         "the grid to a GeoPackage layer with the fields tile_id, row, col, caption, score, "
-        "status, model and created. Tiles that are mostly nodata are recorded as 'nodata' "
-        "without a caption.\n\n"
+        "status, level, parent_id, model and created. Tiles that are mostly nodata are "
+        "recorded as 'nodata' without a caption.\n\n"
         "<b>Input raster</b>: any raster layer GDAL serves (a GeoTIFF, a GeoPackage raster "
         "table, a zipped or cloud GeoTIFF, …) or a web basemap (XYZ, WMS, WMTS), read at the "
         "zoom closest to the model's ground resolution; respect the imagery provider's terms "
@@ -97,6 +97,10 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
         "<b>Device</b>: auto (a GPU when there is one), cpu, cuda, cuda:N or mps. Without "
         "torch, MapScribe captions with ONNX Runtime (CPU, or an NVIDIA GPU with "
         "onnxruntime-gpu).\n"
+        "<b>Caption pyramid levels</b> (advanced): besides the tiles, coarser levels in the "
+        "same layer (field 'level', 0 = the coarsest; 'parent_id' the tile above), each tile "
+        "covering 2 × 2 tiles of the level below, so the area can be read from the whole to "
+        "the details; 0 plans as many as the model can read, 1 the tiles alone.\n"
         "<b>Resume</b> (advanced): continue an interrupted run into the same output instead "
         "of replacing it (same raster, area, tile size and model).\n\n"
         "Outputs: the captions layer, and the counts of tiles captioned (CAPTIONED), nodata "
@@ -116,6 +120,7 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
     DEVICE = "DEVICE"
     MAX_LENGTH = "MAX_LENGTH"
     NODATA_THRESHOLD = "NODATA_THRESHOLD"
+    LEVELS = "LEVELS"
     RESUME = "RESUME"
     OUTPUT = "OUTPUT"
     CAPTIONED = "CAPTIONED"
@@ -173,6 +178,10 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
             self.NODATA_THRESHOLD, tr("Nodata threshold: skip tiles with more nodata than this "
                                       "fraction"), number.Double,
             DEFAULT("max_invalid_fraction"), False, 0.0, 0.99)))
+        self.addParameter(advanced(number(
+            self.LEVELS, tr("Caption pyramid levels: coarser levels above the tiles, each tile "
+                            "covering 2 × 2 below it (0: as many as the model can read, 1: the "
+                            "tiles alone)"), number.Integer, 0, False, 0, 30)))
         self.addParameter(advanced(QgsProcessingParameterBoolean(
             self.RESUME, tr("Resume an interrupted run into the same output"), False)))
         output = QgsProcessingParameterVectorDestination(
@@ -243,6 +252,7 @@ class CaptionRasterAlgorithm(MapScribeAlgorithm):
                 device=self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto",
                 max_invalid_fraction=self.parameterAsDouble(parameters, self.NODATA_THRESHOLD,
                                                             context),
+                levels=self.parameterAsInt(parameters, self.LEVELS, context) or "auto",
                 # Processing replaces outputs by convention; resume keeps what is there.
                 overwrite=not resume, resume=resume, **options)
             with engine_log_to(reporter):

@@ -160,7 +160,8 @@ def test_layer_types_crs_and_metadata_read_back_with_ogr(landsat_run):
                      "valid_fraction": ("Real", "None"), "is_edge": ("Integer", "Boolean"),
                      "model": ("String", "None"), "created": ("DateTime", "None"),
                      "theme": ("String", "None"), "theme_probability": ("Real", "None"),
-                     "confidence": ("Real", "None"), "reason": ("String", "None")}
+                     "confidence": ("Real", "None"), "reason": ("String", "None"),
+                     "level": ("Integer", "None"), "parent_id": ("Integer64", "None")}
     assert layer.GetGeomType() == ogr.wkbPolygon
     srs = layer.GetSpatialRef()
     assert (srs.GetAuthorityName(None), srs.GetAuthorityCode(None)) == ("EPSG", "32618")
@@ -384,7 +385,8 @@ def test_existing_output_is_refused_replaced_or_resumed(tiny_model_path, tmp_pat
     other_model = tmp_path / "other.mscap"
     save_model(load_model(tiny_model_path), other_model, half=True)
     with pytest.raises(CaptioningError, match="captioned by another model"):
-        caption_raster(_params(other_model, RGB_BYTE, out, area=box, resume=True))
+        # levels=1: the copy lost the training resolution that keeps "auto" at one level here.
+        caption_raster(_params(other_model, RGB_BYTE, out, area=box, resume=True, levels=1))
 
     again = caption_raster(_params(tiny_model_path, RGB_BYTE, out, area=box, resume=True))
     assert again.skipped_existing == count and again.processed == 0 and again.device == ""

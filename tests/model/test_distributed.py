@@ -2,7 +2,8 @@
 
 Every run is a new process as people start it: ``torchrun --nproc-per-node 2 --standalone -m
 mapscribe caption …``. The tiny session model, beam 1, 64-px tiles of
-RGB.byte.tif (156 tiles, about half of them nodata) keep each run to seconds.
+RGB.byte.tif in a caption pyramid of two levels (156 detail tiles, about half of them nodata,
+under 42 coarser ones) keep each run to seconds.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ TORCHRUN = Path(sys.executable).parent / "torchrun"
 # flip a word.
 ENV = {**os.environ, "MAPSCRIBE_THREADS": "1"}
 OPTIONS = ("--tile-size", "64", "--tile-size-unit", "pixels", "--beam", "1", "--max-length",
-           "12", "--device", "cpu", "--runtime", "torch", "--no-describe")
+           "12", "--device", "cpu", "--runtime", "torch", "--no-describe", "--levels", "2")
+TILES = 156 + 42
+# Reading order is coarsest first (ids 156 … 197, then 0 … 155); rank 1 takes the second half.
+RANK_1_IDS = set((list(range(156, TILES)) + list(range(156)))[TILES // 2:])
 
 
 def _torchrun(model, out, *extra, batch=4) -> list:
@@ -81,7 +85,7 @@ def reference_run(tiny_model_path, tmp_path_factory, cli):
                "--batch-size", "4", *OPTIONS)
     assert done.returncode == 0, done.stderr
     rows = _rows(out)
-    assert len(rows[0]) == 156 and any(row[3] for row in rows[0])
+    assert len(rows[0]) == TILES and any(row[3] for row in rows[0])
     return rows, out
 
 
@@ -176,7 +180,7 @@ def test_a_rank_killed_mid_run_then_one_process_resumes(reference, tiny_model_pa
     assert launcher.returncode != 0
     assert "Signal 9 (SIGKILL)" in stderr or "exitcode  : -9" in stderr, stderr[-3000:]
     assert part.exists() and out.exists()  # nothing merged: every committed tile is in a part
-    assert 0 < _committed_rows(part) < 156
+    assert 0 < _committed_rows(part) < TILES
     resumed = cli("caption", str(RGB_BYTE), "--model", str(tiny_model_path), "--out", str(out),
                   "--batch-size", "4", "--resume", *OPTIONS)
     assert resumed.returncode == 0, resumed.stderr
@@ -199,7 +203,7 @@ def test_ctrl_c_stops_every_rank_after_its_batch_and_keeps_their_tiles(reference
     assert stderr.count("stopping after the batch in hand") == 1, stderr
     assert stderr.count("To finish, run the same command with --resume") == 1, stderr
     rows, _ = _rows(out)
-    assert 2 <= len(rows) < 156 and any(row[0] >= 78 for row in rows)  # rank 1's tiles too
+    assert 2 <= len(rows) < TILES and any(row[0] in RANK_1_IDS for row in rows)
     assert set(rows) <= set(reference[0])
     _check_file(out)
 
@@ -266,7 +270,9 @@ def test_leftover_parts_merged_on_resume_removed_on_overwrite_else_named(referen
     with pytest.raises(GridWriteError, match="--resume to keep them"):
         settle_leftover_parts(out, "captions", resume=False, overwrite=False)
     merged = settle_leftover_parts(out, "captions", resume=True, overwrite=False)
-    assert (merged.added, merged.replaced, merged.skipped) == (79, 1, 156 - 36 - 1)
+    new_in_part_1 = TILES - 120  # part 0 adds 42 tiles, part 1 the rest and tile 20
+    assert (merged.added, merged.replaced, merged.skipped) == (
+        42 + new_in_part_1 + 1, 1, TILES - new_in_part_1 - 1)
     _same_run(_rows(out), rows)
     _check_file(out)
 

@@ -40,7 +40,9 @@ def _xyz(server, **kwargs) -> ImageSource:
 
 
 def _run(model, raster, out, area=None, **kwargs):
-    params = dict(raster=raster, model=model, output=out, network=NETWORK, beam_size=3)
+    # One level: these tests count the detail tiles (the pyramid has its own tests).
+    params = dict(raster=raster, model=model, output=out, network=NETWORK, beam_size=3,
+                  levels=1)
     if area is not None:
         params["area"] = area
     params.update(kwargs)
@@ -164,7 +166,8 @@ def test_a_server_stopped_mid_run_then_back_lets_resume_finish_every_tile(
             tile_server.stop()
 
     params = CaptionRasterParams(raster=_xyz(tile_server), model=tiny_model_path, output=out,
-                                 area=area, network=network, batch_size=1, queue_depth=1)
+                                 area=area, network=network, batch_size=1, queue_depth=1,
+                                 levels=1)
     if limit == 3:  # the source is taken to be down: the run stops, keeping what it made
         with pytest.raises(SourceError, match="stopped delivering imagery: 3 tiles in a row"):
             caption_raster(params, stop_after_the_first_batch)
@@ -179,7 +182,7 @@ def test_a_server_stopped_mid_run_then_back_lets_resume_finish_every_tile(
     tile_server.start()  # the same port, serving again
     resumed = caption_raster(CaptionRasterParams(
         raster=_xyz(tile_server), model=tiny_model_path, output=out, area=area,
-        network=NETWORK, resume=True))
+        network=NETWORK, resume=True, levels=1))
     assert resumed.failed == 0
     assert all(row[0] in ("captioned", "unfinished") for row in _rows(out).values())
     _check_file(out, 16)

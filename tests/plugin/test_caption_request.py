@@ -112,6 +112,11 @@ def test_the_tile_preview_in_words():
     assert "The whole raster takes 42 tiles." in text
     assert "trained on 0.5 m per pixel, at tiles of 224 pixels" in text
     assert text.endswith("⚠ the model sees these tiles too coarse")
+    pyramid = tile_preview_text(replace(preview, tiles=56, level_tiles=(2, 12, 42)), "sixty",
+                                "°", whole_raster=True, trained_resolution_m=0.5,
+                                input_size=224)
+    assert ("The whole raster takes 42 tiles, and 14 more in 2 coarser levels for the "
+            "overview.") in pyramid
     plain = tile_preview_text(replace(preview, notes=()), "sixty", "°", whole_raster=False,
                               trained_resolution_m=None, input_size=224)
     assert "tiles." not in plain and "trained" not in plain and "⚠" not in plain

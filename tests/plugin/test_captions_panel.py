@@ -280,6 +280,37 @@ def test_a_pyramid_nests_its_levels_and_labels_the_level_that_suits_the_scale(
         assert labelled == {wanted.level}, (wanted, canvas.scale())
 
 
+def test_the_engines_pyramid_is_read_level_by_level_and_labelled_by_scale(
+        panel, tiny_model_path, tmp_path, shown_canvas):
+    """A pyramid the engine captioned (not a mosaic made to look like one): three levels of
+    RGB.byte.tif, whose tiles double in width, one level labelled at each scale."""
+    from mapscribe.model.jobs.caption import caption_raster
+    from mapscribe.model.jobs.caption_params import CaptionRasterParams
+    from rasters import RGB_BYTE
+
+    out = tmp_path / "grid.gpkg"
+    caption_raster(CaptionRasterParams(
+        raster=RGB_BYTE, model=tiny_model_path, output=out, tile_size=128,
+        tile_size_unit="pixels", beam_size=1, max_length=8, device="cpu", levels=3))
+    layer = layers.add_caption_layer(out, "captions")
+    panel.set_layer(layer)
+    assert group(panel, 1).data().startswith("Tiles by level, from the whole area to the "
+                                             "details: 3 levels, ")
+    levels = label_levels.layer_levels(layer)
+    pixel = 300.0379  # RGB.byte.tif's pixel width, in metres
+    assert [(level.level, pytest.approx(level.tile_metres)) for level in levels] == [
+        (0, 4 * 128 * pixel), (1, 2 * 128 * pixel), (2, 128 * pixel)]
+    canvas = shown_canvas
+    level_of = {f.id(): f["level"] for f in layer.getFeatures()}
+    for wanted in levels:
+        scale = (wanted.minimum_scale or wanted.maximum_scale * 4) * 0.9
+        set_canvas(canvas, "EPSG:32618", layer.extent())
+        canvas.zoomScale(scale)
+        process_events()
+        labelled = {level_of[label.featureId] for label in placed_labels(canvas, layer)}
+        assert labelled == {wanted.level}, (wanted, canvas.scale())
+
+
 def _link_parents(path):
     """Fill parent_id as the engine's pyramid does: a tile's parent is the tile of the coarser
     level around it (row // 2, column // 2)."""

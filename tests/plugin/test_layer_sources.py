@@ -181,11 +181,12 @@ def test_the_dock_captions_a_two_table_geopackage_raster_and_a_zipped_geotiff(
         dock, qgis_iface, tiny_model_path, two_tables, zipped, tmp_path):
     table = QgsRasterLayer(f"GPKG:{two_tables}:ucm", "ucm table", "gdal")
     result = _run_dock(dock, qgis_iface, table, tiny_model_path, tmp_path / "table.gpkg")
-    assert result.tiles_total == 16 and result.crs == "EPSG:3857"  # the second table's grid
+    # The second table's grid, 16 tiles, under the caption pyramid's 4 + 1 (levels: auto).
+    assert result.level_tiles == [1, 4, 16] and result.crs == "EPSG:3857"
     inner = QgsRasterLayer(f"/vsizip/{zipped}/imagery/mosaic.tif", "zipped", "gdal")
     result = _run_dock(dock, qgis_iface, inner, tiny_model_path, tmp_path / "zipped.gpkg")
-    assert result.tiles_total == 16 and result.captioned == 16
-    assert _statuses(tmp_path / "zipped.gpkg") == {"captioned": 16}
+    assert result.tiles_total == 21 and result.captioned == 21
+    assert _statuses(tmp_path / "zipped.gpkg") == {"captioned": 21}
 
 
 def test_the_dock_refuses_a_layer_it_cannot_read_before_anything_starts(dock, tiny_model_path,
@@ -243,7 +244,8 @@ def test_processing_captions_xyz_wms_geopackage_table_and_zipped_layers(
     }
     for name, (layer, extra) in layers.items():
         result = _process(layer, tiny_model_path, tmp_path / f"{name}.gpkg", **extra)
-        assert result["TILES"] == 16 and result["CAPTIONED"] >= 12, (name, result)
+        # 16 tiles and the caption pyramid's 4 + 1 above them (LEVELS 0: auto)
+        assert result["TILES"] == 21 and result["CAPTIONED"] >= 16, (name, result)
     from qgis.core import QgsProcessingException
 
     local = QgsRasterLayer(f"type=xyz&url=file://{tmp_path}/%7Bz%7D/%7Bx%7D/%7By%7D.png",
