@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, List
+from typing import List
 
 from .. import (
     CANCELLED,
@@ -36,10 +36,9 @@ from .. import (
 )
 from ..geo.raster_info import RasterInfo
 from ..geo.tiling import OVERLAP_UNITS, TILE_SIZE_UNITS
-from ..jobs.distributed import RankStoppedError, is_quiet_rank
+from ..jobs.distributed import is_quiet_rank
 from ..runtime.base import RUNTIMES
 from .common import (
-    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     CommandError,
@@ -48,6 +47,7 @@ from .common import (
     default,
 )
 from .describe import description_lines, print_notes
+from .quiet_rank import run_quietly
 from .source_args import add_source_arguments, bbox_crs_default, image_source, network_params
 
 SHOWN_EXAMPLES = 5
@@ -194,18 +194,8 @@ def _caption_params(args: argparse.Namespace) -> CaptionRasterParams:
 
 def _caption(args: argparse.Namespace) -> int:
     if is_quiet_rank():
-        # Under torchrun rank 0 speaks for the job: it meets the same bad input, names any
-        # other rank that fails, and its exit status is the job's; the others only exit.
-        try:
-            with _QuietStop("mapscribe caption") as stop:
-                caption_raster(_caption_params(args), None, stop)
-        except RankStoppedError:
-            return EXIT_OK
-        except (CommandError, MapScribeError):
-            return EXIT_FAILED  # before the ranks met: torchrun stops the others
-        except KeyboardInterrupt:
-            return EXIT_INTERRUPTED
-        return EXIT_OK
+        return run_quietly("mapscribe caption",
+                           lambda stop: caption_raster(_caption_params(args), None, stop))
     params = _caption_params(args)
     with StopOnCtrlC("mapscribe caption") as stop:
         try:
@@ -225,16 +215,6 @@ def _caption(args: argparse.Namespace) -> int:
                          "same command with --resume (instead of --overwrite).\n")
         return EXIT_INTERRUPTED
     return EXIT_OK
-
-
-class _QuietStop(StopOnCtrlC):
-    """Ctrl-C in a rank but 0: the same stop after the batch in hand, without a word (torchrun
-    passes the signal to every rank; rank 0 says it once)."""
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
 
 
 def _describe_run(result: CaptionRasterResult) -> None:

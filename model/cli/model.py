@@ -22,6 +22,7 @@ from .. import (
 )
 from ..atomic import write_text_atomic
 from ..data.records import SPLITS
+from ..jobs.distributed import is_quiet_rank
 from ..modelfile.checks import check_caption_output
 from ..nn.config import DecodingParams
 from ..paths import check_not_an_input, check_writable
@@ -37,6 +38,7 @@ from .common import (
     default,
     json_text,
 )
+from .quiet_rank import run_quietly
 
 # The engine's defaults, shown as the options' defaults (never restated here).
 TRAIN = partial(default, TrainCaptionerParams)
@@ -112,6 +114,15 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=TRAIN("seed"))
     train.add_argument("--device", default=TRAIN("device"))
     train.add_argument("--overwrite", action="store_true", help="replace an existing MODEL")
+    train.add_argument("--distributed", action="store_true",
+                       help="run as one of the processes that torchrun starts (also automatic "
+                            "when torchrun starts more than one): DistributedDataParallel, "
+                            "--batch-size images per process, so a step takes batch size × "
+                            "processes; the learning rates (--lr, --encoder-lr) are multiplied "
+                            "by √processes for that bigger batch. Rank 0 writes the checkpoint "
+                            "and MODEL; --resume works with any number of processes. "
+                            "MAPSCRIBE_CHECK_REPLICAS=1 checks after every step that every "
+                            "process holds the same weights")
     _decoder_arguments(train)
     train.set_defaults(handler=_train)
 
@@ -171,7 +182,9 @@ def _train(args: argparse.Namespace) -> int:
         attention_regularisation=args.attention_regularisation,
         resume=args.resume, early_stopping_patience=args.patience, device=args.device,
         seed=args.seed, half=args.half, ground_resolution_m=args.ground_resolution,
-        overwrite=args.overwrite)
+        overwrite=args.overwrite, distributed=args.distributed)
+    if is_quiet_rank():
+        return run_quietly("mapscribe train", lambda stop: train_captioner(params, None, stop))
     with StopOnCtrlC("mapscribe train") as stop:
         result = train_captioner(params, progress=TerminalProgressBar(), cancelled=stop)
     if result.stopped == CANCELLED:

@@ -230,12 +230,12 @@ class ProcessGroup:
         except (RuntimeError, ValueError) as error:  # gloo: a peer closed, a timeout
             raise DistributedError(
                 f"rank {self.info.rank} of {self.info.world_size} could not {what} "
-                f"({_first_sentence(error)}): another rank has stopped or cannot be reached "
+                f"({first_sentence(error)}): another rank has stopped or cannot be reached "
                 "(torchrun's report names it). The tiles committed so far are kept; run the "
                 "same command with --resume to finish.") from None
 
 
-def _first_sentence(error: BaseException) -> str:
+def first_sentence(error: BaseException) -> str:
     """gloo's message without its source file, e.g. 'Connection closed by peer [10.0.0.2]:7'."""
     text = re.sub(r"^\[[^\]]*\]\s*", "", str(error).strip().split("\n")[0])
     return text.split(". ")[0][:200] or type(error).__name__

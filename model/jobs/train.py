@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -31,6 +31,7 @@ from ..progress import (
 from ..training.config import FitConfig, FitResult
 from ..training.paths import checkpoint_path_for
 from ..training.prepared import DEFAULT_MIN_WORD_COUNT, DEFAULT_VAL_SPLIT_PCT
+from .distributed import RankInfo, distributed_rank, divide_cpu_threads, rank_device
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class TrainCaptionerParams:
     evaluate_test: bool = True                    # score the test split into the header
     meteor: bool = True                           # METEOR in the final scores (needs Java)
     overwrite: bool = False
+    distributed: bool = False                     # one of the processes torchrun starts
 
     @property
     def checkpoint_path(self) -> str:
@@ -115,7 +117,46 @@ def _check_out_is_no_input(out: Path, params: TrainCaptionerParams) -> None:
 
 def train_captioner(params: TrainCaptionerParams, progress: Optional[ProgressCallback] = None,
                     cancelled: Callable[[], bool] = never_cancelled) -> TrainCaptionerResult:
-    """Train a captioner on ``params.dataset`` and write it to ``params.out``."""
+    """Train a captioner on ``params.dataset`` and write it to ``params.out``.
+
+    Started by torchrun (``params.distributed``, or more than one process), this process is
+    one rank of several training one model with DistributedDataParallel (:func:`_as_rank`)."""
+    rank = distributed_rank(params.distributed)
+    if rank is None:
+        return _train(params, progress, cancelled, None)
+    return _as_rank(params, progress, cancelled, rank)
+
+
+def _as_rank(params: TrainCaptionerParams, progress: Optional[ProgressCallback],
+             cancelled: Callable[[], bool], info: RankInfo) -> TrainCaptionerResult:
+    """The job as one rank: every rank reads the data and trains its share; rank 0 alone
+    speaks, writes the checkpoints and the model file, and scores the model at the end."""
+    from ..nn.device import resolve_device
+    from ..training.distributed import TrainingGroup
+
+    engine_log = logging.getLogger("mapscribe")
+    level = engine_log.level
+    if not info.is_main:
+        # Rank 0 says what one process would (the data check's warnings included); the
+        # others only raise what goes wrong.
+        engine_log.setLevel(logging.ERROR)
+    try:
+        threads = divide_cpu_threads(info)
+        params = replace(params, device=rank_device(params.device, info), distributed=False)
+        device = resolve_device(params.device)
+        log.info("rank %d of %d (local rank %d): device %s, %s CPU threads", info.rank,
+                 info.world_size, info.local_rank, device, threads or "default")
+        with TrainingGroup(info, device) as group:
+            result = _train(params, progress if info.is_main else None, cancelled, group)
+            # Every rank leaves together, after rank 0 has written and scored the model.
+            group.barrier("finish together")
+        return result
+    finally:
+        engine_log.setLevel(level)
+
+
+def _train(params: TrainCaptionerParams, progress: Optional[ProgressCallback],
+           cancelled: Callable[[], bool], group) -> TrainCaptionerResult:
     import torch
 
     from ..evaluation.evaluate import evaluate_records
@@ -125,34 +166,33 @@ def train_captioner(params: TrainCaptionerParams, progress: Optional[ProgressCal
     from ..training.fit import fit
     from ..training.loop import training_weights
     from ..training.lr_finder import find_learning_rate
-    from ..training.prepared import prepare_data
 
-    # Check the numbers before the slow steps (reading the images, building the encoder).
-    params.fit_config(params.lr or 1e-3, params.device)
-    out = Path(params.out)
-    if out.suffix == "":
-        out = out.with_suffix(MODEL_SUFFIX)
-    if out.exists() and not params.overwrite and not params.resume:
-        raise OutputExistsError(f"{out} already exists; choose another output file or allow "
-                                "overwriting (--overwrite)")
-    _check_out_is_no_input(out, params)
-    data = prepare_data(params.dataset, batch_size=params.batch_size, chip_size=params.chip_size,
-                        val_split_pct=params.val_split_pct,
-                        min_word_count=params.min_word_count)
+    def everywhere(what: str, action: Callable[[], Any]) -> Any:
+        return group.together(what, action) if group is not None else action()
+
+    def on_main(what: str, action: Callable[[], Any]) -> Any:
+        return group.on_main(what, action) if group is not None else action()
+
+    main = group is None or group.is_main
+    out, data = everywhere("read the dataset", lambda: _checked_input(params))
     device = resolve_device(params.device)
     torch.manual_seed(params.seed)
-    captioner, encoder_source, lr = _network(params, data, device)
+    captioner, encoder_source, lr = everywhere("build the network",
+                                               lambda: _network(params, data, device))
+    if group is not None:
+        group.agree("read the dataset", _data_fingerprint(data))
     config = params.fit_config(lr or 1e-3, str(device))
     if lr is None:
-        lr = find_learning_rate(captioner, data.train, config, device).suggested_lr
+        lr = on_main("choose the learning rate", lambda: find_learning_rate(
+            captioner, data.train, config, device).suggested_lr)
         log.info("learning rate %.2e chosen by the learning-rate finder", lr)
         config = params.fit_config(lr, str(device))
 
-    scored = _scored_splits(params, data)
+    scored = _scored_splits(params, data) if main else []
     plan = JobPlan(progress, training_weights(len(data.train), len(data.valid), config)
                    + [(f"score {split}", len(records) * SCORE_COST) for split, records in scored])
     result = fit(captioner, data.train, data.valid, config, progress=progress,
-                 cancelled=cancelled, resume_from=params.resume, plan=plan)
+                 cancelled=cancelled, resume_from=params.resume, plan=plan, group=group)
     metrics: Dict[str, Dict[str, float]] = {}
     if result.best_metrics:
         metrics["val"] = dict(result.best_metrics)
@@ -169,10 +209,13 @@ def train_captioner(params: TrainCaptionerParams, progress: Optional[ProgressCal
                                           "is present)"},
                 "params": {k: v for k, v in asdict(params).items()
                            if k not in ("out", "checkpoint", "resume", "overwrite",
-                                        "feature_cache_dir")}}
+                                        "feature_cache_dir", "distributed")}}
+    if group is not None:
+        training["distributed"] = _distributed_summary(group, config, result)
     # The model is written before it is scored: a cancel while scoring keeps it.
-    save_model(captioner, out, half=params.half, ground_resolution_m=params.ground_resolution_m,
-               training=training, metrics=metrics)
+    on_main("write the model file", lambda: save_model(
+        captioner, out, half=params.half, ground_resolution_m=params.ground_resolution_m,
+        training=training, metrics=metrics))
     log.info("model saved to %s", out)
     stopped = result.stopped
     decoding = DecodingParams(beam_size=params.evaluation_beam)
@@ -190,11 +233,47 @@ def train_captioner(params: TrainCaptionerParams, progress: Optional[ProgressCal
         record_metrics(out, split, metrics[split])
         if split == "val" and captioner.theme_head is not None:
             _calibrate(out, evaluation)
-    if stopped != CANCELLED and not params.checkpoint:
+    if main and stopped != CANCELLED and not params.checkpoint:
         # The default checkpoint only serves to resume an interrupted run; this one finished.
         Path(params.checkpoint_path).unlink(missing_ok=True)
     return TrainCaptionerResult(stopped, str(out),
                                 params.checkpoint_path, result, metrics)
+
+
+def _checked_input(params: TrainCaptionerParams) -> Tuple[Path, Any]:
+    """The model file's path and the dataset, once the numbers, the output and the data are
+    checked (the numbers first, before the slow steps)."""
+    from ..training.prepared import prepare_data
+
+    params.fit_config(params.lr or 1e-3, params.device)
+    out = Path(params.out)
+    if out.suffix == "":
+        out = out.with_suffix(MODEL_SUFFIX)
+    if out.exists() and not params.overwrite and not params.resume:
+        raise OutputExistsError(f"{out} already exists; choose another output file or allow "
+                                "overwriting (--overwrite)")
+    _check_out_is_no_input(out, params)
+    return out, prepare_data(params.dataset, batch_size=params.batch_size,
+                             chip_size=params.chip_size, val_split_pct=params.val_split_pct,
+                             min_word_count=params.min_word_count)
+
+
+def _data_fingerprint(data) -> Tuple:
+    """What every rank must have read alike: the images of each split and the vocabulary."""
+    return (tuple(r.filename for r in data.train), tuple(r.filename for r in data.valid),
+            len(data.vocabulary))
+
+
+def _distributed_summary(group, config: FitConfig, result: FitResult) -> Dict[str, Any]:
+    """What the model file says about the ranks that trained it."""
+    from ..training.shares import LR_RULE, scaled_learning_rates
+
+    rates = scaled_learning_rates(config.lr, config.encoder_lr, config.batch_size,
+                                  group.world_size)
+    return {"world_size": group.world_size, "backend": group.backend, "launcher": "torchrun",
+            "batch_per_rank": config.batch_size, "effective_batch": rates.effective_batch,
+            "lr_rule": LR_RULE, "lr_applied": rates.decoder, "encoder_lr_applied": rates.encoder,
+            "replica_checks": result.replica_checks}
 
 
 def _network(params: TrainCaptionerParams, data, device) -> Tuple[Any, Optional[str],
@@ -212,6 +291,9 @@ def _network(params: TrainCaptionerParams, data, device) -> Tuple[Any, Optional[
                 f"{params.resume} was trained with another vocabulary than {params.dataset} "
                 f"gives (min word count {params.min_word_count}); resume with the same dataset "
                 "and settings")
+        # The weights now, not only when the epoch loop resumes: the cached features are
+        # encoded before it, and an encoder without its weights gives features of noise.
+        captioner.load_state_dict(payload["model"])
         lr = params.lr or float(json.loads(payload["fit_config"])["lr"])
         return captioner.to(device), None, lr
     built = new_captioner(data.vocabulary, backbone=params.backbone, chip_size=data.chip_size,

@@ -60,13 +60,24 @@ class FeatureBatch:
     themes: torch.Tensor        # (B,) theme index of each image, or NO_THEME
 
 
+def draw_variants(store: FeatureStore, count: int, variant_rng: random.Random) -> List[int]:
+    """Which cached version of each of ``count`` images a step uses (0: the image as it is)."""
+    if len(store.variants) > 1:
+        return [variant_rng.randrange(len(store.variants)) for _ in range(count)]
+    return [0] * count
+
+
 def _feature_batch(store: FeatureStore, plan: CaptionBatchPlan, images: List[int],
-                   variant_rng: random.Random, device, augment: bool = True) -> FeatureBatch:
-    if augment and len(store.variants) > 1:
-        variants = torch.tensor([variant_rng.randrange(len(store.variants)) for _ in images])
-    else:
-        variants = torch.zeros(len(images), dtype=torch.long)
-    features = store.batch(torch.tensor(images), variants, device)
+                   variant_rng: random.Random, device, augment: bool = True,
+                   variants: Optional[List[int]] = None, store_offset: int = 0
+                   ) -> FeatureBatch:
+    """``variants``: each image's version, drawn beforehand (else from ``variant_rng`` when
+    ``augment``); ``store_offset``: the plan index of the store's first image."""
+    if variants is None:
+        variants = draw_variants(store, len(images), variant_rng) if augment else \
+            [0] * len(images)
+    features = store.batch(torch.tensor(images) - store_offset, torch.tensor(variants),
+                           device)
     captions = [(slot, caption) for slot, image in enumerate(images)
                 for caption in plan.encoded[image]]
     ids, lengths = pad_captions([caption for _, caption in captions])

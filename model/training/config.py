@@ -43,6 +43,9 @@ class FitConfig:
     seed: int = 0
     device: str = "auto"
     mixed_precision: bool = True        # on CUDA only
+    # Under torchrun: compare the ranks' trained parameters after every optimizer step (also
+    # MAPSCRIBE_CHECK_REPLICAS=1); a diagnostic, one small all_gather per step.
+    check_replicas: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -62,6 +65,8 @@ class FitResult:
     best_metrics: Dict[str, float]
     stopped: str                        # 'completed', 'early_stopping' or 'cancelled'
     checkpoint_path: Optional[str] = None
+    world_size: int = 1                 # processes that trained together (torchrun)
+    replica_checks: int = 0             # optimizer steps whose replicas were compared
 
 
 # -- the schedule -------------------------------------------------------------------------------
