@@ -195,6 +195,7 @@ bench: setup
 	$(PY) tests/bench/bench_onnx.py
 	$(PY) tests/bench/bench_web.py
 	$(PY) tests/bench/bench_distributed.py
+	$(PY) tests/bench/bench_pyramid.py
 
 # The recipe's caption quality on UCM-captions and the RSICD subset (about half an hour on
 # 2 cores with the features cached, 40 minutes without); then the default model's captions with

@@ -58,6 +58,9 @@ def test_the_dock_captions_what_an_xyz_basemap_shows(tmp_path, artifacts_dir, uc
     assert checks["group_layers"], context
     captions = checks["captions"]
     assert len(captions) == job["tiles"], context
+    # The dock captions the caption pyramid too (levels auto): the area's 3 × 3 tiles at zoom
+    # 18 under 2 × 2 and one tile for the whole.
+    assert checks["level_tiles"] == [1, 4, 9], context
     written = [caption for caption in captions if caption]
     assert len(written) == job["captioned"] and all(len(c.split()) >= 2 for c in written)
     assert run.python_problems() == [], "Python errors/warnings in QGIS's message log" + context

@@ -87,6 +87,11 @@ def step_results():
     captions = captions_layer(layers)
     if captions is not None:
         checks["captions"] = [feature["caption"] or None for feature in captions.getFeatures()]
+        # The caption pyramid's levels, as the layer holds them: {level: tiles}.
+        levels = {}
+        for feature in captions.getFeatures():
+            levels[int(feature["level"])] = levels.get(int(feature["level"]), 0) + 1
+        checks["level_tiles"] = [levels[level] for level in sorted(levels)]
 
 
 def step_map_screenshot():
