@@ -77,7 +77,7 @@ started = time.perf_counter()
 result = caption_raster(CaptionRasterParams(raster=raster, model=model, output=out,
                                             tile_size=int(tile), tile_size_unit="pixels",
                                             batch_size=8, beam_size=3, device=device,
-                                            overwrite=True))
+                                            overwrite=True, levels=1))  # the 100 tiles alone
 running[0] = False
 sampler.join()
 print(json.dumps({"tiles": result.tiles_total, "captioned": result.captioned,

@@ -34,7 +34,8 @@ DEFAULT_MODEL = REPO / "resources" / "default.mscap"
 SAMPLE_RASTER = REPO / "resources" / "sample" / "naip_north_dakota_5m.tif"
 VENV_BIN = Path(sys.executable).parent
 CAPTION = ("--tile-size", "64", "--tile-size-unit", "pixels", "--beam", "3", "--batch-size",
-           "8", "--runtime", "torch", "--no-describe", "--overwrite")
+           "8", "--runtime", "torch", "--no-describe", "--overwrite",
+           "--levels", "1")  # the detail tiles alone (bench_pyramid measures the levels)
 
 
 def caption_once(command: list, out: Path, env: dict) -> dict:
