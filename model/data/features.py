@@ -16,7 +16,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
@@ -110,12 +110,9 @@ def encode_records(captioner, records: Sequence[CaptionRecord], *, variants: int
     if not 1 <= variants <= 8:
         raise ParameterError(f"feature variants must be 1..8, not {variants}")
     chosen = VARIANT_ORDER[:variants]
-    degradations = (RESOLUTION_VARIANTS[:variants] if resolution_augmentation
-                    else (NONE,) * variants)
-    path = None
-    if cache_dir is not None:
-        key = feature_key(captioner, records, chosen, degradations)
-        path = Path(cache_dir) / f"features-{key}.pt"
+    degradations = _degradations(variants, resolution_augmentation)
+    path = feature_cache_path(captioner, records, variants, resolution_augmentation, cache_dir)
+    if path is not None:
         if path.is_file():
             try:
                 cached = torch.load(path, weights_only=True)
@@ -149,8 +146,31 @@ def encode_records(captioner, records: Sequence[CaptionRecord], *, variants: int
             log.info("encoded %d of %d images (%d versions each)", done, len(records),
                      len(chosen))
     captioner.encoder.train(was_training)
+    encoded = FeatureStore(store, chosen)
     if path is not None:
-        # Streamed to the file: a copy in memory would double gigabytes of features.
-        payload = {"features": store, "variants": list(chosen)}
-        write_stream_atomic(path, lambda stream: torch.save(payload, stream))
-    return FeatureStore(store, chosen)
+        save_feature_cache(path, encoded)
+    return encoded
+
+
+def _degradations(variants: int, resolution_augmentation: bool) -> Tuple[Degradation, ...]:
+    return tuple(RESOLUTION_VARIANTS[:variants]) if resolution_augmentation else (
+        (NONE,) * variants)
+
+
+def feature_cache_path(captioner, records: Sequence[CaptionRecord], variants: int,
+                       resolution_augmentation: bool, cache_dir: Optional[Path]
+                       ) -> Optional[Path]:
+    """Where :func:`encode_records` keeps the store of ``records`` under ``cache_dir`` (None
+    without one)."""
+    if cache_dir is None:
+        return None
+    key = feature_key(captioner, records, VARIANT_ORDER[:variants],
+                      _degradations(variants, resolution_augmentation))
+    return Path(cache_dir) / f"features-{key}.pt"
+
+
+def save_feature_cache(path: Path, store: FeatureStore) -> None:
+    """Keep ``store`` at ``path``, atomically; streamed to the file, since a copy in memory
+    would double gigabytes of features."""
+    payload = {"features": store.features, "variants": list(store.variants)}
+    write_stream_atomic(path, lambda stream: torch.save(payload, stream))

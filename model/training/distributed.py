@@ -24,7 +24,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..atomic import write_stream_atomic
 from ..errors import MapScribeError
 from ..jobs.distributed import (
     COLLECTIVE_TIMEOUT,
@@ -189,9 +188,14 @@ def encode_shared(group: TrainingGroup, captioner, records: Sequence, variants: 
     finds it there; else each rank encodes its contiguous run of the images, the runs are
     gathered (all_gather: no shared filesystem needed), and rank 0 keeps the whole store in
     ``cache`` for the next run, of any world size."""
-    from ..data.features import FeatureStore, encode_records
+    from ..data.features import (
+        FeatureStore,
+        encode_records,
+        feature_cache_path,
+        save_feature_cache,
+    )
 
-    whole = _cache_file(captioner, records, variants, augment, cache)
+    whole = feature_cache_path(captioner, records, variants, augment, cache)
     if whole is not None and not group.any(not whole.is_file()):
         return encode_records(captioner, records, variants=variants, cache_dir=cache,
                               resolution_augmentation=augment)
@@ -208,25 +212,10 @@ def encode_shared(group: TrainingGroup, captioner, records: Sequence, variants: 
         raise Cancelled("cancelled while encoding images")
     counts = [len(contiguous_share(len(records), rank, group.world_size))
               for rank in range(group.world_size)]
-    features = group.gather_rows(store.features, counts)
+    gathered = FeatureStore(group.gather_rows(store.features, counts), store.variants)
     if whole is not None:
-        payload = {"features": features, "variants": list(store.variants)}
-        group.on_main("keep the feature cache", lambda: write_stream_atomic(
-            whole, lambda stream: torch.save(payload, stream)))
-    return FeatureStore(features, store.variants)
-
-
-def _cache_file(captioner, records: Sequence, variants: int, augment: bool,
-                cache: Optional[Path]) -> Optional[Path]:
-    """Where :func:`..data.features.encode_records` keeps the whole store of ``records``."""
-    from ..data.degrade import NONE, RESOLUTION_VARIANTS
-    from ..data.features import VARIANT_ORDER, feature_key
-
-    if cache is None:
-        return None
-    degradations = RESOLUTION_VARIANTS[:variants] if augment else (NONE,) * variants
-    key = feature_key(captioner, records, VARIANT_ORDER[:variants], degradations)
-    return Path(cache) / f"features-{key}.pt"
+        group.on_main("keep the feature cache", lambda: save_feature_cache(whole, gathered))
+    return gathered
 
 
 # -- the model every rank trains --------------------------------------------------------------
