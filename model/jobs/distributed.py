@@ -25,6 +25,7 @@ from typing import Any, Callable, FrozenSet, List, Mapping, Optional
 
 from ..errors import MapScribeError
 from ..geo.tile_sequence import TileSequence
+from ..training.shares import contiguous_share
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +145,10 @@ def split_evenly(tiles: TileSequence, rank: int, world_size: int) -> TileSequenc
     """Rank ``rank``'s share of ``tiles``: one contiguous run in tile_id order (whole rows but
     at its two ends, so a rank reads neighbouring windows and GDAL's block cache serves them),
     shares differing by at most one tile. The same tiles give every rank the same split."""
-    count = len(tiles)
-    start, stop = rank * count // world_size, (rank + 1) * count // world_size
+    share = contiguous_share(len(tiles), rank, world_size)
     ids = tiles.tile_ids()
     return TileSequence(tiles.layout, (tile_id for index, tile_id in enumerate(ids)
-                                       if start <= index < stop))
+                                       if index in share))
 
 
 @dataclass

@@ -55,11 +55,12 @@ def rank_share(order: Sequence[int], batch_size: int, rank: int, world_size: int
 
 
 def steps_per_epoch(items: int, batch_size: int, world_size: int) -> int:
-    """How many optimizer steps an epoch of ``items`` makes on every rank."""
-    steps = math.ceil(items / (batch_size * world_size))
-    if steps > 1 and items - (steps - 1) * batch_size * world_size < world_size:
-        steps -= 1
-    return max(1, steps)
+    """How many optimizer steps an epoch of ``items`` makes on every rank (the steps of
+    :func:`epoch_steps`, whatever the order); 1 for fewer items than ranks, which fit()
+    refuses before any step (the schedule is still planned over at least one step)."""
+    if items < world_size:
+        return 1
+    return len(epoch_steps(range(items), batch_size, world_size))
 
 
 def contiguous_share(count: int, rank: int, world_size: int) -> range:
