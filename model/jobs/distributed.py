@@ -21,7 +21,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, FrozenSet, List, Mapping, Optional
+from typing import Any, Callable, FrozenSet, List, Mapping, Optional, TypeVar
 
 from ..errors import MapScribeError
 from ..geo.tile_sequence import TileSequence
@@ -178,32 +178,56 @@ class TileShare:
                 "launcher": "torchrun", "split": "contiguous runs of tiles in tile_id order"}
 
 
+_Group = TypeVar("_Group", bound="ProcessGroup")
+
+
 class ProcessGroup:
     """torch.distributed's default group for the life of a ``with`` block (created here unless
-    the caller already made one), and the three collective calls captioning needs. Any failure
-    of a collective call is a :class:`DistributedError` naming this rank."""
+    the caller already made one), and the collective calls captioning needs (training adds its
+    own: :class:`..training.distributed.TrainingGroup`). Any failure of a collective call is a
+    :class:`DistributedError` naming this rank, and saying what to do."""
 
-    def __init__(self, info: RankInfo):
-        self.info = info
+    job = "caption"  # what the messages say a world of one would do instead
+    after_failure = ("The tiles committed so far are kept; run the same command with --resume "
+                     "to finish.")
+
+    def __init__(self, info: RankInfo, backend: str = BACKEND):
+        self.info, self.backend = info, backend
         self._created = False
         self._dist: Any = None
 
-    def __enter__(self) -> "ProcessGroup":
+    @property
+    def rank(self) -> int:
+        return self.info.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.info.world_size
+
+    @property
+    def is_main(self) -> bool:
+        return self.info.is_main
+
+    def __enter__(self: _Group) -> _Group:
         try:
             import torch.distributed as dist
         except ImportError:
             raise DistributedError("a distributed run needs torch (torch.distributed); install "
-                                   "it, or caption with one process.") from None
+                                   f"it, or {self.job} with one process.") from None
         if not dist.is_available():
-            raise DistributedError("this build of torch has no torch.distributed: caption with "
-                                   "one process.")
+            raise DistributedError("this build of torch has no torch.distributed: "
+                                   f"{self.job} with one process.")
         self._dist = dist
+        self._before_joining()
         if not dist.is_initialized():
             self._call("join the process group", lambda: dist.init_process_group(
-                BACKEND, init_method="env://", rank=self.info.rank,
-                world_size=self.info.world_size, timeout=COLLECTIVE_TIMEOUT))
+                self.backend, init_method="env://", rank=self.rank,
+                world_size=self.world_size, timeout=COLLECTIVE_TIMEOUT))
             self._created = True
         return self
+
+    def _before_joining(self) -> None:
+        """What a rank readies before the group is made (e.g. its GPU for NCCL)."""
 
     def __exit__(self, *exc_info: Any) -> None:
         if self._created and self._dist.is_initialized():
@@ -219,7 +243,7 @@ class ProcessGroup:
 
     def gather(self, value: Any) -> List[Any]:
         """Every rank's ``value`` (small, picklable; from our own ranks only), by rank."""
-        gathered: List[Any] = [None] * self.info.world_size
+        gathered: List[Any] = [None] * self.world_size
         self._call("gather the ranks' results",
                    lambda: self._dist.all_gather_object(gathered, value))
         return gathered
@@ -227,12 +251,11 @@ class ProcessGroup:
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
         try:
             return call()
-        except (RuntimeError, ValueError) as error:  # gloo: a peer closed, a timeout
+        except (RuntimeError, ValueError) as error:  # gloo/NCCL: a peer closed, a timeout
             raise DistributedError(
-                f"rank {self.info.rank} of {self.info.world_size} could not {what} "
+                f"rank {self.rank} of {self.world_size} could not {what} "
                 f"({first_sentence(error)}): another rank has stopped or cannot be reached "
-                "(torchrun's report names it). The tiles committed so far are kept; run the "
-                "same command with --resume to finish.") from None
+                f"(torchrun's report names it). {self.after_failure}") from None
 
 
 def first_sentence(error: BaseException) -> str:

@@ -25,13 +25,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import MapScribeError
-from ..jobs.distributed import (
-    COLLECTIVE_TIMEOUT,
-    DistributedError,
-    RankInfo,
-    RankStoppedError,
-    first_sentence,
-)
+from ..jobs.distributed import DistributedError, ProcessGroup, RankInfo, RankStoppedError
 from ..progress import Cancelled
 from .shares import contiguous_share
 
@@ -55,45 +49,24 @@ def backend_for(device: torch.device) -> str:
     return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
 
 
-class TrainingGroup:
-    """torch.distributed's default group for the life of a ``with`` block, and the collective
-    calls of training. Every failure of a collective call is a :class:`DistributedError`
-    naming this rank."""
+class TrainingGroup(ProcessGroup):
+    """The process group of a training run, on ``device``, and the collective calls of
+    training. Every failure of a collective call is a :class:`DistributedError` naming this
+    rank."""
+
+    job = "train"
+    after_failure = ("The last checkpoint is kept: run the same command with --resume "
+                     "CHECKPOINT to continue.")
 
     def __init__(self, info: RankInfo, device: torch.device):
-        self.info, self.device = info, device
-        self.rank, self.world_size = info.rank, info.world_size
-        self.backend = backend_for(device)
-        self._created = False
+        super().__init__(info, backend_for(device))
+        self.device = device
 
-    @property
-    def is_main(self) -> bool:
-        return self.info.is_main
-
-    def __enter__(self) -> "TrainingGroup":
-        if not dist.is_available():
-            raise DistributedError("this build of torch has no torch.distributed: train with "
-                                   "one process.")
+    def _before_joining(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        if not dist.is_initialized():
-            self._call("join the process group", lambda: dist.init_process_group(
-                self.backend, init_method="env://", rank=self.rank,
-                world_size=self.world_size, timeout=COLLECTIVE_TIMEOUT))
-            self._created = True
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        if self._created and dist.is_initialized():
-            dist.destroy_process_group()
 
     # -- collective calls ---------------------------------------------------------------------
-    def gather(self, value: Any) -> List[Any]:
-        """Every rank's ``value`` (small, picklable), by rank."""
-        gathered: List[Any] = [None] * self.world_size
-        self._call("gather the ranks' results", lambda: dist.all_gather_object(gathered, value))
-        return gathered
-
     def any(self, flag: bool) -> bool:
         """True on every rank when ``flag`` is true on any (a cancel every rank obeys at the
         same step)."""
@@ -168,16 +141,6 @@ class TrainingGroup:
         raise DistributedError(f"every rank stopped ({what}): {causes}. Check "
                                "that every node sees the same files, then run the same "
                                "command again (--resume CHECKPOINT keeps the epochs done).")
-
-    def _call(self, what: str, call: Callable[[], Any]) -> Any:
-        try:
-            return call()
-        except (RuntimeError, ValueError) as error:  # gloo/NCCL: a peer closed, a timeout
-            raise DistributedError(
-                f"rank {self.rank} of {self.world_size} could not {what} "
-                f"({first_sentence(error)}): another rank has stopped or cannot be reached "
-                "(torchrun's report names it). The last checkpoint is kept: run the same "
-                "command with --resume CHECKPOINT to continue.") from None
 
 
 # -- the feature cache, encoded by every rank ---------------------------------------------------
