@@ -49,6 +49,7 @@ from .distributed import (
     RankStoppedError,
     TileShare,
     divide_cpu_threads,
+    rank_0_speaks,
     rank_device,
 )
 
@@ -66,16 +67,9 @@ def caption_distributed(params: CaptionRasterParams, info: RankInfo,
     """Run this rank's part of the job; ``caption_share(params, progress, cancelled, share)``
     is the ordinary captioning loop (:func:`.caption._caption`), handed in so that this module
     does not import the one that dispatches to it."""
-    engine_log = logging.getLogger("mapscribe")
-    level = engine_log.level
-    if not info.is_main:
-        # Rank 0 speaks for the job; the others say only what goes wrong.
-        engine_log.setLevel(logging.WARNING)
-    try:
+    with rank_0_speaks(info, others_from=logging.WARNING):  # the others: what goes wrong
         return _run_rank(params, info, progress if info.is_main else None, cancelled,
                          caption_share)
-    finally:
-        engine_log.setLevel(level)
 
 
 def _run_rank(params: CaptionRasterParams, info: RankInfo,

@@ -19,9 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, FrozenSet, List, Mapping, Optional, TypeVar
+from typing import Any, Callable, FrozenSet, Iterator, List, Mapping, Optional, TypeVar
 
 from ..errors import MapScribeError
 from ..geo.tile_sequence import TileSequence
@@ -110,6 +111,20 @@ def is_quiet_rank(environ: Optional[Mapping[str, str]] = None) -> bool:
     except DistributedError:
         return False
     return info is not None and not info.is_main
+
+
+@contextmanager
+def rank_0_speaks(info: RankInfo, others_from: int) -> Iterator[None]:
+    """Within the block, the engine's log of every rank but 0 says only records of level
+    ``others_from`` and above: rank 0 speaks for the job."""
+    engine_log = logging.getLogger("mapscribe")
+    level = engine_log.level
+    if not info.is_main:
+        engine_log.setLevel(others_from)
+    try:
+        yield
+    finally:
+        engine_log.setLevel(level)
 
 
 def divide_cpu_threads(info: RankInfo, cpu_count: Optional[int] = None) -> int:

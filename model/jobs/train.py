@@ -31,7 +31,13 @@ from ..progress import (
 from ..training.config import FitConfig, FitResult
 from ..training.paths import checkpoint_path_for
 from ..training.prepared import DEFAULT_MIN_WORD_COUNT, DEFAULT_VAL_SPLIT_PCT
-from .distributed import RankInfo, distributed_rank, divide_cpu_threads, rank_device
+from .distributed import (
+    RankInfo,
+    distributed_rank,
+    divide_cpu_threads,
+    rank_0_speaks,
+    rank_device,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +140,9 @@ def _as_rank(params: TrainCaptionerParams, progress: Optional[ProgressCallback],
     from ..nn.device import resolve_device
     from ..training.distributed import TrainingGroup
 
-    engine_log = logging.getLogger("mapscribe")
-    level = engine_log.level
-    if not info.is_main:
-        # Rank 0 says what one process would (the data check's warnings included); the
-        # others only raise what goes wrong.
-        engine_log.setLevel(logging.ERROR)
-    try:
+    # Rank 0 says what one process would (the data check's warnings included); the others
+    # only raise what goes wrong.
+    with rank_0_speaks(info, others_from=logging.ERROR):
         threads = divide_cpu_threads(info)
         params = replace(params, device=rank_device(params.device, info), distributed=False)
         device = resolve_device(params.device)
@@ -151,8 +153,6 @@ def _as_rank(params: TrainCaptionerParams, progress: Optional[ProgressCallback],
             # Every rank leaves together, after rank 0 has written and scored the model.
             group.barrier("finish together")
         return result
-    finally:
-        engine_log.setLevel(level)
 
 
 def _train(params: TrainCaptionerParams, progress: Optional[ProgressCallback],
