@@ -48,6 +48,7 @@ class PyramidLayout:
     # Per level, coarsest first: (rows, cols) and the id of its first tile.
     shapes: Tuple[Tuple[int, int], ...] = field(init=False)
     bases: Tuple[int, ...] = field(init=False)
+    coarse_count: int = field(init=False)  # tiles above the detail level (read per tile)
 
     def __post_init__(self) -> None:
         shapes, bases = [], []
@@ -62,14 +63,11 @@ class PyramidLayout:
         bases.append(0)  # the detail level
         object.__setattr__(self, "shapes", tuple(shapes))
         object.__setattr__(self, "bases", tuple(bases))
+        object.__setattr__(self, "coarse_count", base - self.detail.tile_count)
 
     def factor(self, level: int) -> int:
         """How many detail tiles a tile of ``level`` spans on each axis."""
         return 2 ** (self.levels - 1 - level)
-
-    @property
-    def coarse_count(self) -> int:
-        return sum(rows * cols for rows, cols in self.shapes[:-1])
 
     @property
     def tile_count(self) -> int:
