@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
-from ..geo.gdal_errors import ogr_failure, quiet_gdal
+from ..geo.gdal_errors import ogr_failure, ogr_transaction, quiet_gdal
 from ..output.geopackage import (
     MAX_METADATA_CHARS,
     open_geopackage_or_error,
@@ -75,18 +75,16 @@ def write_description(path: Path, captions_layer: str, regions: Tuple[Region, ..
         srs = captions.GetSpatialRef()
         index = _our_layer_index(dataset, name, path)
         with quiet_gdal() as last_error:
-            _check(dataset.StartTransaction, last_error, f"cannot start a transaction in {path}")
-            try:
+            with ogr_transaction(
+                    dataset, last_error,
+                    lambda problem: _error(f"cannot start a transaction in {path}", problem),
+                    lambda problem: _error(f"cannot commit the regions to {path} (is the disk "
+                                           "full?)", problem)):
                 if index is not None:
                     _check(partial(dataset.DeleteLayer, index), last_error,
                            f"cannot replace layer {name!r} of {path}")
                 _create_regions_layer(dataset, name, srs, captions_layer, regions, geometries,
                                       path, last_error)
-                _check(dataset.CommitTransaction, last_error,
-                       f"cannot commit the regions to {path} (is the disk full?)")
-            except BaseException:
-                ogr_failure(dataset.RollbackTransaction, last_error)
-                raise
             metadata = dict(metadata, regions_layer=name)
             captions = dataset.GetLayerByName(captions_layer)
             _check(partial(captions.SetMetadataItem, KEY_OVERVIEW,
@@ -157,10 +155,14 @@ def _create_regions_layer(dataset, name: str, srs, captions_layer: str,
 def _check(call, last_error, what: str) -> None:
     problem = ogr_failure(call, last_error)
     if problem:
-        if "locked" in problem.lower():
-            problem += (" — another program (QGIS, with the layer on its map, or a run) has the "
-                        "file open: close it there and run again")
-        raise DescribeError(f"{what}: {problem}")
+        raise _error(what, problem)
+
+
+def _error(what: str, problem: str) -> DescribeError:
+    if "locked" in problem.lower():
+        problem += (" — another program (QGIS, with the layer on its map, or a run) has the "
+                    "file open: close it there and run again")
+    return DescribeError(f"{what}: {problem}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,3 +43,23 @@ def ogr_failure(call: Callable[[], Any], last_error: Callable[[], str]) -> Optio
     except RuntimeError as error:
         return str(error) or last_error()
     return last_error() if code != 0 else None
+
+
+@contextmanager
+def ogr_transaction(dataset: Any, last_error: Callable[[], str],
+                    cannot_start: Callable[[str], Exception],
+                    cannot_commit: Callable[[str], Exception]) -> Iterator[None]:
+    """The block's writes to ``dataset`` in one transaction: committed when the block ends,
+    rolled back when it raises (Ctrl-C included), so they are all in the file or none is.
+    ``cannot_start`` / ``cannot_commit`` make the caller's error from GDAL's text."""
+    problem = ogr_failure(dataset.StartTransaction, last_error)
+    if problem:
+        raise cannot_start(problem)
+    try:
+        yield
+        problem = ogr_failure(dataset.CommitTransaction, last_error)
+        if problem:
+            raise cannot_commit(problem)
+    except BaseException:
+        ogr_failure(dataset.RollbackTransaction, last_error)
+        raise

@@ -26,7 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, List, Sequence, Union
 
-from ..geo.gdal_errors import ogr_failure, quiet_gdal
+from ..geo.gdal_errors import ogr_failure, ogr_transaction, quiet_gdal
 from .geopackage import (
     _execute,
     _is_caption_layer,
@@ -212,36 +212,30 @@ def _commit_chunk(dataset, out_layer, features: List[Any], layer: str, output: P
     existing = dict(_execute(dataset, f"SELECT tile_id, status FROM {table} WHERE tile_id IN "
                                       f"({ids})"))
     definition = out_layer.GetLayerDefn()
-    with quiet_gdal() as last_error:
-        problem = ogr_failure(dataset.StartTransaction, last_error)
-        if problem:
-            raise GridWriteError(f"cannot start a transaction in {output}: {problem}")
-        try:
-            failed = [tile_id for tile_id, status in existing.items() if status == "failed"]
-            if failed:
-                _execute(dataset, f"DELETE FROM {table} WHERE status = 'failed' AND tile_id IN "
-                                  f"({','.join(str(int(i)) for i in failed)})")
-            for feature in features:
-                tile_id = int(feature.GetField("tile_id"))
-                if existing.get(tile_id, "failed") != "failed":
-                    result.skipped += 1
-                    continue
-                copy = ogr.Feature(definition)
-                copy.SetFrom(feature)
-                problem = ogr_failure(partial(out_layer.CreateFeature, copy), last_error)
-                if problem:
-                    raise GridWriteError(f"cannot copy tile {tile_id} into {output} (layer "
-                                         f"{layer!r}): {problem}")
-                result.added += 1
-                result.replaced += tile_id in existing
-                existing[tile_id] = "added"  # a tile twice among the parts: copied once
-            problem = ogr_failure(dataset.CommitTransaction, last_error)
+    with quiet_gdal() as last_error, ogr_transaction(
+            dataset, last_error,
+            lambda problem: GridWriteError(f"cannot start a transaction in {output}: {problem}"),
+            lambda problem: GridWriteError(f"cannot commit the merged tiles to {output}: "
+                                           f"{problem}. Is the disk full? The part files are "
+                                           "kept.")):
+        failed = [tile_id for tile_id, status in existing.items() if status == "failed"]
+        if failed:
+            _execute(dataset, f"DELETE FROM {table} WHERE status = 'failed' AND tile_id IN "
+                              f"({','.join(str(int(i)) for i in failed)})")
+        for feature in features:
+            tile_id = int(feature.GetField("tile_id"))
+            if existing.get(tile_id, "failed") != "failed":
+                result.skipped += 1
+                continue
+            copy = ogr.Feature(definition)
+            copy.SetFrom(feature)
+            problem = ogr_failure(partial(out_layer.CreateFeature, copy), last_error)
             if problem:
-                raise GridWriteError(f"cannot commit the merged tiles to {output}: {problem}. "
-                                     "Is the disk full? The part files are kept.")
-        except BaseException:
-            ogr_failure(dataset.RollbackTransaction, last_error)
-            raise
+                raise GridWriteError(f"cannot copy tile {tile_id} into {output} (layer "
+                                     f"{layer!r}): {problem}")
+            result.added += 1
+            result.replaced += tile_id in existing
+            existing[tile_id] = "added"  # a tile twice among the parts: copied once
 
 
 def _record_merge(out_layer, parts: Sequence[Path], result: MergeResult) -> None:

@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Set, Tuple
 
-from ..geo.gdal_errors import ogr_failure, quiet_gdal
+from ..geo.gdal_errors import ogr_failure, ogr_transaction, quiet_gdal
 from .geopackage import (
     _execute,
     _sql_text,
@@ -107,29 +107,22 @@ class GridLayerWriter:
         from osgeo import ogr
 
         now = datetime.datetime.now(datetime.timezone.utc)
-        with quiet_gdal() as last_error:
-            problem = ogr_failure(self._dataset.StartTransaction, last_error)
-            if problem:
-                raise GridWriteError(f"cannot start a transaction in {self.path}: {problem}")
-            try:
-                if self.replace_failed:
-                    self._delete_failed(records)
-                for record in records:
-                    feature = ogr.Feature(self._definition)
-                    self._fill(feature, record, now)
-                    problem = ogr_failure(partial(self._layer.CreateFeature, feature), last_error)
-                    if problem:
-                        raise GridWriteError(f"cannot write tile {record.tile.tile_id} to "
-                                             f"{self.path} (layer {self.layer_name!r}): "
-                                             f"{problem}")
-                problem = ogr_failure(self._dataset.CommitTransaction, last_error)
+        # Ctrl-C or an error half-way through a batch: the batch is left out whole.
+        with quiet_gdal() as last_error, ogr_transaction(
+                self._dataset, last_error,
+                lambda problem: GridWriteError(f"cannot start a transaction in {self.path}: "
+                                               f"{problem}"),
+                lambda problem: GridWriteError(f"cannot commit tiles to {self.path}: "
+                                               f"{problem}. Is the disk full?")):
+            if self.replace_failed:
+                self._delete_failed(records)
+            for record in records:
+                feature = ogr.Feature(self._definition)
+                self._fill(feature, record, now)
+                problem = ogr_failure(partial(self._layer.CreateFeature, feature), last_error)
                 if problem:
-                    raise GridWriteError(f"cannot commit tiles to {self.path}: {problem}. Is "
-                                         "the disk full?")
-            except BaseException:
-                # Ctrl-C or an error half-way through a batch: the batch is left out whole.
-                ogr_failure(self._dataset.RollbackTransaction, last_error)
-                raise
+                    raise GridWriteError(f"cannot write tile {record.tile.tile_id} to "
+                                         f"{self.path} (layer {self.layer_name!r}): {problem}")
         self.written += len(records)
 
     def _delete_failed(self, records: Sequence[TileRecord]) -> None:
